@@ -1,0 +1,131 @@
+"""`Delivery`: the handle that ``publish()`` returns to follow one event's delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, Final, final
+
+__all__ = ["Delivery"]
+
+_SKIPPED: Final[Any] = object()  # a handler that was not called (filtered out or unregistered)
+
+
+@final
+class Delivery:
+    """Follows one published event until every handler it was given has finished.
+
+    ``result()`` returns the handlers' return values in call order (priority
+    order), or raises an `ExceptionGroup` of the handlers' original exceptions,
+    each carrying a note that names the handler and the topic. Handlers skipped by
+    their ``when=`` filter, or unregistered before their turn, contribute nothing.
+
+    A `Delivery` is awaitable: ``values = await bus.publish(event)`` waits without
+    blocking the event loop.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_errors", "_lock", "_outcomes", "_pending", "_waiter", "event")
+
+    def __init__(self, event: object, handler_count: int) -> None:
+        self.event = event
+        """The event being delivered."""
+        self._outcomes: list[Any] = [_SKIPPED] * handler_count
+        self._errors: list[tuple[int, BaseException]] = []
+        self._pending = handler_count
+        self._lock = threading.Lock()
+        self._done = handler_count == 0
+        self._waiter: threading.Event | None = None
+        self._callbacks: list[Callable[[Delivery], object]] = []
+
+    # -- called by the strategies -------------------------------------------------------
+
+    def _settle(self, index: int, value: Any = _SKIPPED, error: BaseException | None = None) -> None:
+        """Record the outcome of handler number *index*; the last one completes the delivery."""
+        with self._lock:
+            if error is not None:
+                self._errors.append((index, error))
+            else:
+                self._outcomes[index] = value
+            self._pending -= 1
+            if self._pending:
+                return
+            self._done = True
+            waiter, callbacks = self._waiter, self._callbacks
+            self._callbacks = []
+        if waiter is not None:
+            waiter.set()
+        for callback in callbacks:
+            callback(self)
+
+    def _resize(self, handler_count: int) -> None:
+        """Follow a different number of handlers (used when the event turns into a DeadEvent)."""
+        self._outcomes = [_SKIPPED] * handler_count
+        self._pending = handler_count
+        self._done = handler_count == 0
+
+    # -- public ---------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Whether every handler has finished (or was skipped)."""
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the delivery is done; return `False` if *timeout* seconds passed first."""
+        if self._done:
+            return True
+        with self._lock:
+            if self._done:
+                return True
+            if self._waiter is None:
+                self._waiter = threading.Event()
+            waiter = self._waiter
+        return waiter.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> list[Any]:
+        """Wait for the delivery and return the handlers' return values in call order.
+
+        Raises:
+            TimeoutError: *timeout* seconds passed before every handler finished.
+            ExceptionGroup: One or more handlers raised; the group holds the original
+                exceptions in call order (a `BaseExceptionGroup` if one of them is not an
+                `Exception`).
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"the delivery of {self.event!r} did not finish within {timeout} s")
+        if self._errors:
+            errors = [exc for _, exc in sorted(self._errors, key=lambda pair: pair[0])]
+            raise BaseExceptionGroup(f"{len(errors)} handler(s) failed for {type(self.event).__qualname__}", errors)
+        return [value for value in self._outcomes if value is not _SKIPPED]
+
+    def add_done_callback(self, callback: Callable[[Delivery], object]) -> None:
+        """Call *callback(delivery)* once it is done (at once, if it already is).
+
+        The callback runs on the thread that finishes the delivery.
+        """
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+
+            def wake(_: Delivery) -> None:
+                loop.call_soon_threadsafe(_set_if_pending, future)
+
+            self.add_done_callback(wake)
+            yield from future.__await__()
+        return self.result(0)
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else f"pending={self._pending}"
+        return f"<Delivery of {type(self.event).__qualname__} {state}>"
+
+
+def _set_if_pending(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

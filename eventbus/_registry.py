@@ -1,0 +1,425 @@
+"""The registry: who subscribed to what, and the cached handler list per event type.
+
+Registering an object scans its class once (the scan is cached per class), checks
+every handler's signature against what it subscribed to, and only then adds the
+handlers: registration is atomic. Subscribers are kept by identity, so unhashable
+objects and objects with their own ``__eq__`` work.
+
+Posting never scans: `Registry.handlers_for` looks the event's class up in a
+dispatch cache that maps it to a ready, sorted tuple of `Subscription`s. Any
+change to the registry replaces that cache with an empty one (copy-on-write), so
+a post that is already iterating a tuple is never disturbed, and the next post
+of each event type resolves its tuple once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+import types
+import typing
+import weakref
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Final, Union, final, get_args, get_origin
+
+from ._decorators import SubscriptionSpec, specs_of
+from ._errors import SubscriptionError
+from ._events import Event
+
+__all__ = ["Registry", "Subscriber", "Subscription"]
+
+_UNION_TYPES: tuple[object, ...] = (Union, types.UnionType)
+_MAX_CACHED_KEYS: Final = 10_000  # Message topics are open-ended; bound the cache they fill.
+
+
+@final
+class Subscriber:
+    """The registry's record of one registered object (or plain function)."""
+
+    __slots__ = ("__weakref__", "lane", "lock", "obj", "subscriptions")
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+        self.subscriptions: tuple[Subscription, ...] = ()
+        self.lock = threading.RLock()
+        """Serialises this subscriber's ``thread_safe=False`` handlers on the sync strategy."""
+        self.lane: object = None
+        """Per-subscriber state that a threaded strategy keeps (its waiting line)."""
+
+
+@final
+class Subscription:
+    """One handler of one registered subscriber, as the bus will call it.
+
+    Returned by ``EventBus.subscribers()``; read-only for users.
+    """
+
+    __slots__ = ("active", "callback", "key", "name", "owner", "priority", "seq", "thread_safe", "when")
+
+    def __init__(
+        self,
+        owner: Subscriber,
+        callback: Callable[[Any], object],
+        name: str,
+        spec: SubscriptionSpec,
+        key: type | str,
+        seq: int,
+    ) -> None:
+        self.owner = owner
+        self.callback = callback
+        self.name = name
+        """The handler's qualified name, for example ``"Billing.charge"``."""
+        self.key = key
+        """The event class or topic string it subscribed to."""
+        self.priority = spec.priority
+        self.thread_safe = spec.thread_safe
+        self.when = spec.when
+        self.seq = seq
+        self.active = True
+        """False once the subscriber is unregistered: queued events skip it."""
+
+    @property
+    def subscriber(self) -> object:
+        """The registered object, or `None` for a plain function."""
+        obj = self.owner.obj
+        return None if isinstance(obj, types.FunctionType) else obj
+
+    def __repr__(self) -> str:
+        key = self.key if isinstance(self.key, str) else self.key.__qualname__
+        return f"<Subscription {self.name} to {key!r} priority={self.priority} thread_safe={self.thread_safe}>"
+
+
+@dataclass(frozen=True, slots=True)
+class _Handler:
+    """A handler found by scanning a class: where it lives and what it wants."""
+
+    attr: str | None  # attribute name on the class; None for a plain function
+    func: Callable[..., object]
+    keys: tuple[tuple[SubscriptionSpec, type | str], ...]
+    name: str
+
+
+def _resolve_annotation(func: Callable[..., object], param: str, owner_cls: type | None) -> tuple[bool, object]:
+    """Return (found, annotation) for *param*, resolving string and forward references."""
+    localns: dict[str, Any] = {}
+    if owner_cls is not None:
+        localns[owner_cls.__name__] = owner_cls
+        localns.update({k: v for k, v in vars(owner_cls).items() if isinstance(v, type)})
+    try:
+        hints = typing.get_type_hints(func, localns=localns)
+    except Exception as exc:  # NameError for unresolvable forward references, and kin
+        raw = getattr(func, "__annotations__", {}).get(param, inspect.Parameter.empty)
+        if raw is inspect.Parameter.empty:
+            return False, None
+        raise _Unresolvable(raw, exc) from exc
+    if param not in hints:
+        return False, None
+    return True, hints[param]
+
+
+class _Unresolvable(Exception):
+    def __init__(self, raw: object, cause: BaseException) -> None:
+        super().__init__(raw)
+        self.raw = raw
+        self.cause = cause
+
+
+def _classes_in(annotation: object) -> tuple[type, ...] | None:
+    """The classes an annotation accepts, or `None` when it accepts anything or cannot be read."""
+    if annotation is Any or annotation is object:
+        return None
+    if isinstance(annotation, type):
+        return (annotation,)
+    if get_origin(annotation) in _UNION_TYPES:
+        out: list[type] = []
+        for member in get_args(annotation):
+            inner = _classes_in(member)
+            if inner is None:
+                return None
+            out.extend(inner)
+        return tuple(out)
+    return None
+
+
+def _scan_callable(
+    func: Callable[..., object], skip: int, where: str, owner_cls: type | None, subscriber: object
+) -> _Handler | None:
+    """Validate one decorated callable and return what it subscribes to."""
+    specs = specs_of(func)
+    if not specs:
+        return None
+    name = getattr(func, "__qualname__", repr(func))
+
+    def fail(problem: str, fix: str) -> SubscriptionError:
+        return SubscriptionError(f"{where}: {problem}\n{fix}", subscriber=subscriber, handler=name)
+
+    if inspect.iscoroutinefunction(func):
+        raise fail(
+            "is an async def handler; this version of eventbus calls handlers synchronously.",
+            "Make it a plain def, or hand the work to your event loop from inside it.",
+        )
+    try:
+        params = list(inspect.signature(func).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        raise fail("has no signature that eventbus can read.", "Decorate a plain def function or method.") from None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if (not positional and not takes_var) or len(required) > 1 or (required and required[0].kind is required[0].KEYWORD_ONLY):
+        shown = "(" + ", ".join(str(p) for p in params) + ")"
+        raise fail(
+            f"must take exactly one event argument, but its parameters are {shown}.",
+            "Write it as `def handler(self, event: SomeEvent) -> None` "
+            "(or `def handler(event)` for a plain function).",
+        )
+    event_param = positional[0].name if positional else None
+    try:
+        found, annotation = (
+            _resolve_annotation(func, event_param, owner_cls) if event_param is not None else (False, None)
+        )
+    except _Unresolvable as unresolvable:
+        if any(spec.key is None for spec in specs):
+            raise fail(
+                f"annotates its event parameter as {unresolvable.raw!r}, which cannot be resolved "
+                f"({unresolvable.cause}).",
+                "Define or import that class at module level, or name it explicitly: @subscribe(EventClass).",
+            ) from None
+        found, annotation = False, None
+
+    keys: list[tuple[SubscriptionSpec, type | str]] = []
+    for spec in specs:
+        if spec.key is None:
+            classes = _classes_in(annotation) if found else None
+            if not found or classes is None:
+                what = f"its annotation {annotation!r} names no event class" if found else "it has no annotation"
+                raise fail(
+                    f"uses a bare @subscribe, but {what}.",
+                    f"Annotate the event parameter (`{event_param or 'event'}: OrderPlaced`) "
+                    "or name the key: @subscribe(OrderPlaced) or @subscribe('topic').",
+                )
+            keys.extend((spec, cls) for cls in classes)
+            continue
+        if isinstance(spec.key, type) and found:
+            accepted = _classes_in(annotation)
+            if accepted is not None and not any(issubclass(spec.key, cls) for cls in accepted):
+                raise fail(
+                    f"subscribes to {spec.key.__qualname__} but annotates its event parameter as "
+                    f"{annotation!r}, which cannot receive it.",
+                    f"Annotate it as {spec.key.__qualname__} (or a base class of it), "
+                    "or subscribe to the class it annotates.",
+                )
+        keys.append((spec, spec.key))
+    return _Handler(attr=None, func=func, keys=tuple(keys), name=name)
+
+
+# Per-class scan results. Weak keys, so classes defined at run time (tests, plugins) can be freed.
+_scan_cache: weakref.WeakKeyDictionary[type, tuple[_Handler, ...]] = weakref.WeakKeyDictionary()
+
+
+def scan_class(cls: type) -> tuple[_Handler, ...]:
+    """Return the handlers declared by *cls* and its bases, in definition order (cached).
+
+    Raises:
+        SubscriptionError: A handler's signature cannot receive what it subscribed to.
+    """
+    try:
+        return _scan_cache[cls]
+    except (KeyError, TypeError):
+        pass
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):  # bases first, so ties run base handlers first
+        names.update(dict.fromkeys(vars(klass)))
+    handlers: list[_Handler] = []
+    for attr in names:
+        if attr.startswith("__") and attr.endswith("__"):
+            continue
+        try:
+            raw = inspect.getattr_static(cls, attr)
+        except AttributeError:
+            continue
+        if isinstance(raw, staticmethod):
+            func, skip = raw.__func__, 0
+        elif isinstance(raw, classmethod):
+            func, skip = raw.__func__, 1
+        elif inspect.isfunction(raw):
+            func, skip = raw, 1
+        else:
+            continue
+        if not specs_of(func):
+            continue
+        where = f"{cls.__qualname__}.{attr}"
+        found = _scan_callable(func, skip, where, cls, None)
+        if found is not None:
+            handlers.append(_Handler(attr=attr, func=found.func, keys=found.keys, name=found.name))
+    result = tuple(handlers)
+    try:
+        _scan_cache[cls] = result
+    except TypeError:  # a class that cannot be weakly referenced: just do not cache it
+        pass
+    return result
+
+
+def _scan_object(obj: object) -> tuple[_Handler, ...]:
+    if isinstance(obj, type):
+        if scan_class(obj):
+            raise SubscriptionError(
+                f"register({obj.__qualname__}) was given the class, not an instance.\n"
+                f"Register an instance: bus.register({obj.__qualname__}(...)).",
+                subscriber=obj,
+            )
+        return ()
+    if isinstance(obj, types.MethodType) and specs_of(obj.__func__):
+        raise SubscriptionError(
+            f"register() was given the bound method {obj.__qualname__}.\n"
+            "Register the object that owns it: bus.register(instance).",
+            subscriber=obj,
+            handler=obj.__qualname__,
+        )
+    if isinstance(obj, types.FunctionType):
+        found = _scan_callable(obj, 0, obj.__qualname__, None, obj)
+        return () if found is None else (found,)
+    try:
+        return scan_class(type(obj))
+    except SubscriptionError as exc:
+        exc.subscriber = obj
+        raise
+
+
+def key_of(event: object) -> Hashable:
+    """The dispatch-cache key of *event*: its class, plus its topic for `Message`s."""
+    cls = type(event)
+    if getattr(cls, "__eventbus_dynamic_topic__", False):
+        return (cls, event.topic)  # type: ignore[attr-defined]  # Message has a topic field
+    return cls
+
+
+@final
+class Registry:
+    """The subscribers of one bus and the handler tuples resolved from them.
+
+    Thread-safe: every change happens under one lock; `handlers_for` reads the
+    dispatch cache without locking on a hit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._by_id: dict[int, Subscriber] = {}
+        self._by_type: dict[type, list[Subscription]] = {}
+        self._by_topic: dict[str, list[Subscription]] = {}
+        self._seq = itertools.count()
+        self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
+        """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
+
+    # -- registration ---------------------------------------------------------------
+
+    def add(self, obj: object) -> Subscriber | None:
+        """Register *obj*; return its record, or `None` if it has no handlers.
+
+        Idempotent: registering a registered object returns its existing record.
+        """
+        handlers = _scan_object(obj)  # may raise; nothing has changed yet
+        if not handlers:
+            return None
+        with self._lock:
+            existing = self._by_id.get(id(obj))
+            if existing is not None:
+                return existing
+            record = Subscriber(obj)
+            subs: list[Subscription] = []
+            for handler in handlers:
+                callback = obj if handler.attr is None else getattr(obj, handler.attr)
+                for spec, key in handler.keys:
+                    subs.append(Subscription(record, callback, handler.name, spec, key, next(self._seq)))  # type: ignore[arg-type]  # callable checked by the scan
+            record.subscriptions = tuple(subs)
+            for sub in subs:
+                table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
+                table.setdefault(sub.key, []).append(sub)
+            self._by_id[id(obj)] = record
+            self.dispatch = {}
+            return record
+
+    def remove(self, obj: object) -> Subscriber | None:
+        """Unregister *obj*; return its record, or `None` if it was not registered."""
+        with self._lock:
+            record = self._by_id.pop(id(obj), None)
+            if record is None:
+                return None
+            for sub in record.subscriptions:
+                sub.active = False
+                table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
+                remaining = [s for s in table[sub.key] if s is not sub]
+                if remaining:
+                    table[sub.key] = remaining
+                else:
+                    del table[sub.key]
+            self.dispatch = {}
+            return record
+
+    def contains(self, obj: object) -> bool:
+        """Whether *obj* itself (by identity) is registered."""
+        return id(obj) in self._by_id
+
+    def records(self) -> list[Subscriber]:
+        """A snapshot of every registered subscriber."""
+        with self._lock:
+            return list(self._by_id.values())
+
+    # -- lookup ----------------------------------------------------------------------
+
+    def handlers_for(self, event: object) -> tuple[Subscription, ...]:
+        """Return the handlers of *event*, sorted by priority then registration order."""
+        key = key_of(event)
+        found = self.dispatch.get(key)
+        if found is not None:
+            return found
+        cls = type(event)
+        topic = event.topic if isinstance(event, Event) else None
+        with self._lock:
+            dispatch = self.dispatch
+            found = dispatch.get(key)
+            if found is None:
+                found = self._collect(cls.__mro__, topic)
+                if len(dispatch) >= _MAX_CACHED_KEYS:
+                    dispatch = self.dispatch = {}
+                dispatch[key] = found
+            return found
+
+    def subscribers(self, key: type | str) -> tuple[Subscription, ...]:
+        """The handlers that an event of class *key*, or with topic *key*, would reach."""
+        with self._lock:
+            if isinstance(key, str):
+                classes = [cls for cls in self._by_type if _static_topic(cls) == key]
+                subs = [s for cls in classes for s in self._by_type[cls]]
+                subs.extend(self._by_topic.get(key, ()))
+                return _order(subs)
+            if isinstance(key, type):
+                return self._collect(key.__mro__, _static_topic(key))
+        raise TypeError(f"subscribers() takes an event class or a topic string, not {key!r}")
+
+    def _collect(self, mro: tuple[type, ...], topic: str | None) -> tuple[Subscription, ...]:
+        subs = [s for cls in mro for s in self._by_type.get(cls, ())]
+        if topic is not None:
+            subs.extend(self._by_topic.get(topic, ()))
+        return _order(subs)
+
+
+def _static_topic(cls: type) -> str | None:
+    if issubclass(cls, Event) and not getattr(cls, "__eventbus_dynamic_topic__", False):
+        return cls.topic
+    return None
+
+
+def _order(subs: list[Subscription]) -> tuple[Subscription, ...]:
+    """Sort by priority (descending) then registration order, keeping one call per handler."""
+    subs.sort(key=lambda s: (-s.priority, s.seq))
+    seen: set[int] = set()
+    out: list[Subscription] = []
+    for sub in subs:
+        # Every key of one handler shares one callback object (see Registry.add).
+        ident = id(sub.callback)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(sub)
+    return tuple(out)
