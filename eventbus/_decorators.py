@@ -85,14 +85,14 @@ def _attach(func: _F, specs: tuple[SubscriptionSpec, ...]) -> _F:
         target: object = func.__func__
     else:
         target = func
-    if isinstance(target, type) or not callable(target):
-        raise SubscriptionError(
-            f"@subscribe was applied to {func!r}, which is not a function.\nPut it on a function or a method."
-        )
     if isinstance(target, types.MethodType):
         raise SubscriptionError(
             f"@subscribe was applied to the bound method {func!r}.\n"
             "Decorate the method in its class body, then register the instance."
+        )
+    if isinstance(target, type) or not callable(target):
+        raise SubscriptionError(
+            f"@subscribe was applied to {func!r}, which is not a function.\nPut it on a function or a method."
         )
     try:
         setattr(target, SPECS_ATTR, specs_of(target) + specs)
@@ -104,10 +104,8 @@ def _attach(func: _F, specs: tuple[SubscriptionSpec, ...]) -> _F:
     return func
 
 
-@overload
-def subscribe(key: _F, /) -> _F: ...
-
-
+# The decorator-factory form comes first: an event class is callable too, so with the
+# bare form first `subscribe(OrderPlaced)` would be typed as returning the class itself.
 @overload
 def subscribe(
     key: type | str | types.UnionType | None = None,
@@ -117,6 +115,10 @@ def subscribe(
     priority: int = 0,
     when: Callable[[Any], bool] | None = None,
 ) -> Callable[[_F], _F]: ...
+
+
+@overload
+def subscribe(key: _F, /) -> _F: ...
 
 
 def subscribe(
@@ -161,7 +163,7 @@ def subscribe(
         key, (staticmethod, classmethod)
     ):
         # Bare @subscribe: the "key" is the decorated function itself.
-        return _attach(key, (SubscriptionSpec(None),))  # type: ignore[arg-type]  # checked callable above
+        return _attach(key, (SubscriptionSpec(None),))  # type: ignore[type-var]  # checked callable above
     else:
         keys = _expand_key(key)
     specs = tuple(SubscriptionSpec(k, thread_safe, priority, when) for k in keys)
