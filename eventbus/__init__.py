@@ -13,10 +13,12 @@ from ._errors import BusClosedError, EventBusError, EventBusWarning, QueueFullEr
 from ._events import DeadEvent, Event, Message
 from ._registry import Subscription
 from ._strategies import DeliveryStrategy, SyncDelivery
+from ._threaded import ConcurrentDelivery, OrderedDelivery
 
 __all__ = [
     "BusClosedError",
     "BusStats",
+    "ConcurrentDelivery",
     "DeadEvent",
     "Delivery",
     "DeliveryStrategy",
@@ -26,6 +28,7 @@ __all__ = [
     "EventBusError",
     "EventBusWarning",
     "Message",
+    "OrderedDelivery",
     "QueueFullError",
     "Subscription",
     "SubscriptionError",

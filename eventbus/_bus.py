@@ -13,6 +13,7 @@ from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
 from ._strategies import DeliveryStrategy, SyncDelivery
+from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
 
 __all__ = ["EventBus"]
 
@@ -22,14 +23,13 @@ _MISSING: Final[Any] = object()
 _bus_numbers = itertools.count(1)
 
 
-def _make_strategy(strategy: StrategyName | DeliveryStrategy, workers: int, max_queued: int) -> DeliveryStrategy:
+def _make_strategy(strategy: object, workers: int, max_queued: int) -> DeliveryStrategy:
     if strategy == "sync":
         return SyncDelivery()
-    if strategy in ("ordered", "concurrent"):
-        from ._threaded import ConcurrentDelivery, OrderedDelivery
-
-        cls = OrderedDelivery if strategy == "ordered" else ConcurrentDelivery
-        return cls(workers=workers, max_queued=max_queued)
+    if strategy == "concurrent":
+        return ConcurrentDelivery(workers=workers, max_queued=max_queued)
+    if strategy == "ordered":
+        return OrderedDelivery(workers=workers, max_queued=max_queued)
     if isinstance(strategy, str):
         raise ValueError(f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent' or a DeliveryStrategy")
     if not isinstance(strategy, DeliveryStrategy):
@@ -41,10 +41,13 @@ def _make_strategy(strategy: StrategyName | DeliveryStrategy, workers: int, max_
 class EventBus:
     """An in-process event bus: subscribers register, publishers post events.
 
+    ``EventBus()`` has the ancestor's defaults: the concurrent strategy with 8
+    worker threads and room for 10,000 waiting events.
+
     Args:
-        strategy: How handlers run: ``"sync"`` (on the posting thread),
-            ``"ordered"`` or ``"concurrent"`` (on a pool of worker threads), or any
-            `DeliveryStrategy` instance.
+        strategy: How handlers run: ``"concurrent"`` (the default) or
+            ``"ordered"`` on a pool of worker threads, ``"sync"`` on the posting
+            thread, or any `DeliveryStrategy` instance.
         workers: Worker threads of the thread-pool strategies.
         max_queued: How many accepted events may wait to start on the thread-pool
             strategies before ``post`` blocks (backpressure).
@@ -60,16 +63,14 @@ class EventBus:
     def __init__(
         self,
         *,
-        strategy: StrategyName | DeliveryStrategy = "sync",
+        strategy: StrategyName | DeliveryStrategy = "concurrent",
         workers: int = 8,
         max_queued: int = 10_000,
         on_error: Callable[[BaseException, ErrorContext], object] | None = None,
         name: str | None = None,
     ) -> None:
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers must be a positive int, not {workers!r}")
-        if not isinstance(max_queued, int) or isinstance(max_queued, bool) or max_queued < 1:
-            raise ValueError(f"max_queued must be a positive int, not {max_queued!r}")
+        _check_positive_int("workers", workers)
+        _check_positive_int("max_queued", max_queued)
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be callable as on_error(exc, context), not {on_error!r}")
         self.name = name if name is not None else f"eventbus-{next(_bus_numbers)}"

@@ -8,12 +8,13 @@ applications can install another bus with `set_default_bus` or start afresh with
 
 from __future__ import annotations
 
-import atexit
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bus import _MISSING, EventBus
-from ._delivery import Delivery
+
+if TYPE_CHECKING:
+    from ._delivery import Delivery
 
 __all__ = ["get_default_bus", "post", "publish", "register", "reset_default_bus", "set_default_bus", "unregister"]
 
@@ -77,13 +78,3 @@ def post(event: object, data: Any = _MISSING, /, *, timeout: float | None = None
 def publish(event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
     """Publish *event* on the default bus (see `EventBus.publish`)."""
     return get_default_bus().publish(event, data, timeout=timeout)
-
-
-def _drain_at_exit() -> None:
-    # Deliver what the default bus accepted before the interpreter goes away.
-    bus = _default
-    if bus is not None:
-        bus.shutdown(wait=True)
-
-
-atexit.register(_drain_at_exit)

@@ -75,7 +75,7 @@ class Delivery:
         if self._done:
             return True
         with self._lock:
-            if self._done:
+            if self.done():  # finished while we took the lock
                 return True
             if self._waiter is None:
                 self._waiter = threading.Event()

@@ -8,7 +8,8 @@ value keeps related events in order on the asynchronous strategies::
         account_id: int
         amount: float
 
-    Deposit.topic                                   # "accounts.deposit"
+
+    Deposit.topic  # "accounts.deposit"
     Deposit(account_id=7, amount=1.0).ordering_key  # 7
 
 Any other Python object may be posted too; the helpers at the bottom of this
@@ -17,6 +18,7 @@ module (`topic_of`, `ordering_key_of`) say how the bus sees such objects.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Hashable
 from typing import Any, ClassVar
@@ -24,6 +26,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 __all__ = ["DeadEvent", "Event", "Message", "ordering_key_of", "topic_of"]
+
+
+def _is_nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 class Event(BaseModel):
@@ -52,11 +58,11 @@ class Event(BaseModel):
     def __init_subclass__(cls, *, topic: str | None = None, order_by: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if topic is not None:
-            if not isinstance(topic, str) or not topic:
+            if not _is_nonempty_str(topic):
                 raise TypeError(f"{cls.__qualname__}: topic= must be a non-empty string, not {topic!r}")
             cls.topic = topic
             cls.__eventbus_topic_declared__ = True
-        elif not cls.__eventbus_topic_declared__ and "topic" not in cls.__dict__.get("__annotations__", {}):
+        elif not cls.__eventbus_topic_declared__ and "topic" not in inspect.get_annotations(cls):
             cls.topic = f"{cls.__module__}.{cls.__qualname__}"
         if order_by is not None:
             if not isinstance(order_by, str):
@@ -112,7 +118,7 @@ with warnings.catch_warnings():
         __eventbus_dynamic_topic__: ClassVar[bool] = True
 
         def __init__(self, topic: str, data: Any = None, ordered: Hashable | None = None) -> None:
-            super().__init__(topic=topic, data=data, ordered=ordered)
+            super().__init__(topic=topic, data=data, ordered=ordered)  # type: ignore[call-arg]  # fields of this class
 
         @property
         def ordering_key(self) -> Hashable | None:

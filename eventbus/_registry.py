@@ -14,6 +14,7 @@ of each event type resolves its tuple once.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import threading
@@ -167,12 +168,12 @@ def _scan_callable(
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
-    if (not positional and not takes_var) or len(required) > 1 or (required and required[0].kind is required[0].KEYWORD_ONLY):
+    keyword_only = bool(required) and required[0].kind is inspect.Parameter.KEYWORD_ONLY
+    if (not positional and not takes_var) or len(required) > 1 or keyword_only:
         shown = "(" + ", ".join(str(p) for p in params) + ")"
         raise fail(
             f"must take exactly one event argument, but its parameters are {shown}.",
-            "Write it as `def handler(self, event: SomeEvent) -> None` "
-            "(or `def handler(event)` for a plain function).",
+            "Write it as `def handler(self, event: SomeEvent) -> None` (or `def handler(event)` for a plain function).",
         )
     event_param = positional[0].name if positional else None
     try:
@@ -254,10 +255,8 @@ def scan_class(cls: type) -> tuple[_Handler, ...]:
         if found is not None:
             handlers.append(_Handler(attr=attr, func=found.func, keys=found.keys, name=found.name))
     result = tuple(handlers)
-    try:
+    with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
         _scan_cache[cls] = result
-    except TypeError:  # a class that cannot be weakly referenced: just do not cache it
-        pass
     return result
 
 
@@ -289,7 +288,7 @@ def _scan_object(obj: object) -> tuple[_Handler, ...]:
 
 def key_of(event: object) -> Hashable:
     """The dispatch-cache key of *event*: its class, plus its topic for `Message`s."""
-    cls = type(event)
+    cls: Hashable = typing.cast("Hashable", type(event))
     if getattr(cls, "__eventbus_dynamic_topic__", False):
         return (cls, event.topic)  # type: ignore[attr-defined]  # Message has a topic field
     return cls
