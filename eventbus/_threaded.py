@@ -65,7 +65,7 @@ _STOP: Final = object()  # put on the run queue once per worker to end it
 class _Job:
     """One accepted event on its way through the pool."""
 
-    __slots__ = ("delivery", "event", "handlers", "key", "pending")
+    __slots__ = ("delivery", "event", "handlers", "key", "parked", "pending")
 
     def __init__(
         self, event: object, handlers: tuple[Subscription, ...], delivery: Delivery | None, key: Hashable | None
@@ -75,6 +75,7 @@ class _Job:
         self.delivery = delivery
         self.key = key
         self.pending = 1  # the worker's pass over the handlers, plus one per call left in a subscriber line
+        self.parked = 0  # calls waiting in subscriber lines, not yet started
 
 
 class _Line:
@@ -110,8 +111,9 @@ class _ThreadPoolDelivery:
         self._room = threading.Condition(self._lock)  # producers waiting for max_queued to allow them
         self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for unfinished == 0
         self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
-        self._waiting = 0  # accepted, not started (counts against max_queued)
-        self._running = 0  # started, not finished
+        self._waiting = 0  # events with handler calls not yet started (counts against max_queued)
+        self._running = 0  # events taken by a worker, not finished
+        self._unfinished = 0  # events accepted, not finished
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
         self._closed = False
         self._stopped = False  # _STOP has been sent to the workers
@@ -152,6 +154,7 @@ class _ThreadPoolDelivery:
             if self._waiting >= self.max_queued and threading.get_ident() not in self._worker_ids:
                 self._wait_for_room(timeout)
             self._waiting += 1
+            self._unfinished += 1
             if key is not None:
                 line = self._keys.get(key)
                 if line is not None:
@@ -197,7 +200,7 @@ class _ThreadPoolDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         with self._lock:
-            return self._settled.wait_for(lambda: self._waiting + self._running == 0, timeout)
+            return self._settled.wait_for(lambda: not self._unfinished, timeout)
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Stop intake, let the workers deliver everything accepted, then stop them.
@@ -213,10 +216,10 @@ class _ThreadPoolDelivery:
         _open_pools.discard(self)
         if not wait or threading.get_ident() in self._worker_ids:
             with self._lock:
-                return self._waiting + self._running == 0
+                return not self._unfinished
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            done = self._settled.wait_for(lambda: self._waiting + self._running == 0, timeout)
+            done = self._settled.wait_for(lambda: not self._unfinished, timeout)
         if done:
             for thread in self._threads:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -269,6 +272,9 @@ class _ThreadPoolDelivery:
                     if line.busy:
                         line.calls.append((sub, job, position))
                         job.pending += 1
+                        job.parked += 1
+                        if job.parked == 1:  # the event waits again, now for its parked call(s)
+                            self._waiting += 1
                         continue
                     line.busy = True
                 self._call(sub, event, delivery, position, index, dispatcher, state, calling)
@@ -289,6 +295,10 @@ class _ThreadPoolDelivery:
                     line.busy = False
                     return
                 sub, job, position = line.calls.popleft()
+                job.parked -= 1
+                if not job.parked:
+                    self._waiting -= 1
+                    self._room.notify()
             self._call(sub, job.event, job.delivery, position, index, dispatcher, state, calling)
             self._finish_part(job)
 
@@ -318,19 +328,20 @@ class _ThreadPoolDelivery:
             if job.pending:
                 return
             self._running -= 1
+            self._unfinished -= 1
             if job.key is not None:
                 line = self._keys[job.key]
                 if line:
                     self._runq.put(line.popleft())
                 else:
                     del self._keys[job.key]
-            if self._waiting + self._running == 0:
+            if not self._unfinished:
                 self._settled.notify_all()
                 self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
         # Called with the lock held: once closed and idle, end the workers.
-        if self._closed and not self._stopped and self._waiting + self._running == 0:
+        if self._closed and not self._stopped and not self._unfinished:
             self._stopped = True
             for _ in self._threads:
                 self._runq.put(_STOP)
