@@ -127,12 +127,27 @@ class _Unresolvable(Exception):
         self.cause = cause
 
 
+def _unparametrized(cls: type) -> type:
+    """Map a pydantic generic parametrized only with `Any` to its origin class.
+
+    ``Page[Any]`` is how strictly typed code spells "any page", but pydantic makes
+    it a class of its own that no ``Page[int]`` is an instance of; taken literally,
+    ``@subscribe(Page)`` with that annotation would be refused and a bare
+    ``@subscribe`` would subscribe to a class that no event has.
+    """
+    metadata = getattr(cls, "__pydantic_generic_metadata__", None)
+    if metadata and metadata.get("origin") is not None and all(arg is Any for arg in metadata.get("args", ())):
+        origin: type = metadata["origin"]
+        return origin
+    return cls
+
+
 def _classes_in(annotation: object) -> tuple[type, ...] | None:
     """The classes an annotation accepts, or `None` when it accepts anything or cannot be read."""
     if annotation is Any or annotation is object:
         return None
     if isinstance(annotation, type):
-        return (annotation,)
+        return (_unparametrized(annotation),)
     if get_origin(annotation) in _UNION_TYPES:
         out: list[type] = []
         for member in get_args(annotation):

@@ -1,0 +1,61 @@
+"""Small helpers shared by the tests (not collected: no ``test_`` prefix)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventbus import ErrorContext
+
+WAIT = 10.0
+"""The longest any join, gate or barrier may wait before the test fails."""
+
+
+class Recorder:
+    """Records ``(handler_name, event)`` calls, safely from any thread, for plain equality asserts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, object]] = []
+
+    def __call__(self, name: str, event: object) -> None:
+        with self._lock:
+            self.calls.append((name, event))
+
+    def names(self) -> list[str]:
+        """The handler names, in call order."""
+        with self._lock:
+            return [name for name, _ in self.calls]
+
+    def events(self) -> list[object]:
+        """The events, in call order."""
+        with self._lock:
+            return [event for _, event in self.calls]
+
+
+class ErrorLog:
+    """An ``on_error`` hook that keeps every ``(exception, context)`` it is given."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reports: list[tuple[BaseException, ErrorContext]] = []
+
+    def __call__(self, exc: BaseException, context: ErrorContext) -> None:
+        with self._lock:
+            self.reports.append((exc, context))
+
+    def exceptions(self) -> list[BaseException]:
+        """The reported exceptions, in report order."""
+        with self._lock:
+            return [exc for exc, _ in self.reports]
+
+
+def raiser(exc: BaseException) -> Callable[[Any], None]:
+    """Return a callable that raises *exc* whatever it is given."""
+
+    def raise_it(_: Any) -> None:
+        raise exc
+
+    return raise_it
