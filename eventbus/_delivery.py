@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
@@ -10,6 +12,7 @@ from typing import Any, Final, final
 __all__ = ["Delivery"]
 
 _SKIPPED: Final[Any] = object()  # a handler that was not called (filtered out or unregistered)
+_logger: Final = logging.getLogger("eventbus")
 
 
 @final
@@ -56,7 +59,15 @@ class Delivery:
         if waiter is not None:
             waiter.set()
         for callback in callbacks:
+            self._run_callback(callback)
+
+    def _run_callback(self, callback: Callable[[Delivery], object]) -> None:
+        # A broken callback must not break the strategy that settles the delivery, nor
+        # the callbacks after it (concurrent.futures.Future does the same).
+        try:
             callback(self)
+        except Exception:
+            _logger.exception("done-callback %r of %r raised", callback, self)
 
     def _resize(self, handler_count: int) -> None:
         """Follow a different number of handlers (used when the event turns into a DeadEvent)."""
@@ -101,13 +112,14 @@ class Delivery:
     def add_done_callback(self, callback: Callable[[Delivery], object]) -> None:
         """Call *callback(delivery)* once it is done (at once, if it already is).
 
-        The callback runs on the thread that finishes the delivery.
+        The callback runs on the thread that finishes the delivery. If it raises an
+        `Exception`, that is logged on the ``eventbus`` logger and the delivery goes on.
         """
         with self._lock:
             if not self._done:
                 self._callbacks.append(callback)
                 return
-        callback(self)
+        self._run_callback(callback)
 
     def __await__(self) -> Generator[Any, None, list[Any]]:
         if not self._done:
@@ -115,7 +127,9 @@ class Delivery:
             future: asyncio.Future[None] = loop.create_future()
 
             def wake(_: Delivery) -> None:
-                loop.call_soon_threadsafe(_set_if_pending, future)
+                # The awaiting coroutine may have given up and its loop closed since.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_set_if_pending, future)
 
             self.add_done_callback(wake)
             yield from future.__await__()
