@@ -58,7 +58,7 @@ class EventBus:
     A bus is a context manager: leaving the ``with`` block calls `shutdown`.
     """
 
-    __slots__ = ("_closed", "_dispatcher", "_registry", "_strategy", "name")
+    __slots__ = ("_closed", "_dispatcher", "_registry", "_strategy", "_submit", "name")
 
     def __init__(
         self,
@@ -79,6 +79,7 @@ class EventBus:
         self._dispatcher = Dispatcher(self, on_error if on_error is not None else log_error)
         self._strategy = _make_strategy(strategy, workers, max_queued)
         self._strategy.start(self._dispatcher)
+        self._submit = self._strategy.submit
         self._closed = False
 
     # -- subscribers -------------------------------------------------------------------------
@@ -140,7 +141,13 @@ class EventBus:
             BusClosedError: The bus has been shut down.
             QueueFullError: No room in the queue within *timeout*; the event was not accepted.
         """
-        self._accept(event, data, timeout, publish=False)
+        # The hot path: a known event class with handlers. Everything else (topic
+        # strings, None, Messages, dead events, a closed bus) takes _accept.
+        handlers = self._registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
+        if handlers and data is _MISSING and not self._closed:
+            self._submit(event, handlers, None, timeout)
+        else:
+            self._accept(event, data, timeout, publish=False)
 
     def publish(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
         """Post *event* like `post`, and return a `Delivery` to follow it.
@@ -180,8 +187,7 @@ class EventBus:
                 state.posted += 1
                 return Delivery(event, 0) if publish else None
         delivery = Delivery(event, len(handlers)) if publish else None
-        self._strategy.submit(event, handlers, delivery, timeout)
-        state.posted += 1
+        self._submit(event, handlers, delivery, timeout)  # counts the event as posted
         return delivery
 
     # -- lifetime --------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class BusStats:
 class ThreadState:
     """One thread's view of one bus: its counters and the sync strategy's queue."""
 
-    __slots__ = ("dead", "delivered", "dispatching", "failed", "posted", "queue")
+    __slots__ = ("bare", "dead", "delivered", "dispatching", "failed", "posted", "queue")
 
     def __init__(self) -> None:
         self.posted = 0
@@ -100,6 +100,8 @@ class ThreadState:
         self.dead = 0
         self.dispatching = False
         """True while this thread is inside the sync strategy's delivery loop."""
+        self.bare: object = None
+        """The subscriber whose handler this thread is calling without its lock (sync strategy)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
 
@@ -108,21 +110,22 @@ class ThreadState:
 class Dispatcher:
     """Calls handlers for a bus: the one place where the error policy lives."""
 
-    __slots__ = ("_local", "_states", "_states_lock", "bus", "on_error")
+    __slots__ = ("_states", "_states_lock", "bus", "local", "on_error")
 
     def __init__(self, bus: object, on_error: Callable[[BaseException, ErrorContext], object]) -> None:
         self.bus = bus
         self.on_error = on_error
-        self._local = threading.local()
+        self.local = threading.local()
+        """Holds each thread's `ThreadState` as ``local.state`` (read it directly on hot paths)."""
         self._states: list[ThreadState] = []
         self._states_lock = threading.Lock()
 
     def state(self) -> ThreadState:
         """Return the calling thread's `ThreadState` for this bus."""
         try:
-            state: ThreadState = self._local.state
+            state: ThreadState = self.local.state
         except AttributeError:
-            state = self._local.state = ThreadState()
+            state = self.local.state = ThreadState()
             with self._states_lock:
                 self._states.append(state)
         return state

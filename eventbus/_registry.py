@@ -57,7 +57,7 @@ class Subscription:
     Returned by ``EventBus.subscribers()``; read-only for users.
     """
 
-    __slots__ = ("active", "callback", "key", "name", "owner", "priority", "seq", "thread_safe", "when")
+    __slots__ = ("active", "callback", "key", "name", "owner", "plain", "priority", "seq", "thread_safe", "when")
 
     def __init__(
         self,
@@ -80,6 +80,8 @@ class Subscription:
         self.seq = seq
         self.active = True
         """False once the subscriber is unregistered: queued events skip it."""
+        self.plain = spec.when is None
+        """Active and unfiltered: the sync strategy may call it without further checks."""
 
     @property
     def subscriber(self) -> object:
@@ -317,6 +319,8 @@ class Registry:
     dispatch cache without locking on a hit.
     """
 
+    __slots__ = ("_by_id", "_by_topic", "_by_type", "_lock", "_seq", "dispatch")
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._by_id: dict[int, Subscriber] = {}
@@ -361,7 +365,7 @@ class Registry:
             if record is None:
                 return None
             for sub in record.subscriptions:
-                sub.active = False
+                sub.active = sub.plain = False
                 table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
                 remaining = [s for s in table[sub.key] if s is not sub]
                 if remaining:

@@ -13,7 +13,9 @@ live in ``_threaded``.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ class DeliveryStrategy(Protocol):
         timeout: float | None,
     ) -> None:
         """Deliver *event* to *handlers* (in their order), settling *delivery* if given.
+
+        Once the event is accepted, count it: ``dispatcher.state().posted += 1``
+        on the calling thread (the bus counts only the events it drops itself).
 
         Raises:
             QueueFullError: The strategy has a bounded queue and no room came
@@ -78,25 +83,33 @@ class SyncDelivery:
     order, and no handler is re-entered by its own event.
 
     ``thread_safe=False`` handlers of one subscriber never run at the same time on
-    two posting threads: a per-subscriber lock serialises them. No lock is ever
-    held while another is taken (nested posts are queued, not delivered inline),
-    so this cannot deadlock.
+    two posting threads: once a second thread posts, a per-subscriber lock
+    serialises them. No lock is ever held while another is taken (nested posts
+    are queued, not delivered inline), so this cannot deadlock. While only one
+    thread has ever posted, no lock is taken at all.
 
     A `KeyboardInterrupt` or `SystemExit` from a handler propagates to the caller of
     ``post``; the rest of that event's handlers are skipped, and events that the
-    thread had queued stay queued until its next post (or ``join``).
+    thread had queued meanwhile are delivered, in order, by the next ``post`` on
+    any thread or by ``join``.
     """
 
-    __slots__ = ("_dispatcher",)
+    __slots__ = ("_dispatcher", "_enter_lock", "_local", "_orphans", "_shared", "_solo", "_state")
 
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
+        self._solo: ThreadState | None = None  # the first thread that posted
+        self._shared = False  # set once a second thread posts: from then on, lock
+        self._enter_lock = threading.Lock()
+        self._orphans: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
 
     def start(self, dispatcher: Dispatcher) -> None:
         """Bind to the bus's dispatcher."""
         if self._dispatcher is not None:
             raise RuntimeError("this SyncDelivery already serves a bus; give each bus its own strategy")
         self._dispatcher = dispatcher
+        self._state = dispatcher.state
+        self._local = dispatcher.local
 
     def submit(
         self,
@@ -106,72 +119,157 @@ class SyncDelivery:
         timeout: float | None,
     ) -> None:
         """Deliver now, or queue behind the event this thread is delivering."""
-        dispatcher = self._dispatcher
-        assert dispatcher is not None, "start() was not called"
-        state = dispatcher.state()
+        try:
+            state: ThreadState = self._local.state
+        except AttributeError:
+            state = self._state()
+        state.posted += 1
         queue = state.queue
         if state.dispatching:
             queue.append((event, handlers, delivery))
             return
+        if state is not self._solo and not self._shared:
+            self._enter(state)
+        if self._orphans:  # events stranded by an interrupted delivery were posted first
+            self._adopt_orphans(queue)
+            queue.append((event, handlers, delivery))
+            event, handlers, delivery = queue.popleft()
         state.dispatching = True
+        delivered = 0
         try:
-            if queue:  # left over from a KeyboardInterrupt: they were posted first
-                queue.append((event, handlers, delivery))
-                event, handlers, delivery = queue.popleft()
             while True:
-                self._deliver(dispatcher, state, event, handlers, delivery)
+                if delivery is not None:
+                    self._deliver_tracked(state, event, handlers, delivery)
+                    handlers = ()
+                # The hot path, inline: plain handlers (active, no filter) are called
+                # directly; anything unusual goes through _call.
+                for sub in handlers:
+                    if not sub.plain:
+                        self._call(state, sub, event, None, 0)
+                    elif sub.thread_safe:
+                        try:
+                            sub.callback(event)
+                        except BaseException as exc:
+                            self._fail(state, exc, sub, event)
+                        else:
+                            delivered += 1
+                    else:
+                        # Announce the call before reading _shared, so that a second thread
+                        # turning _shared on either sees us inside or finds us taking the lock.
+                        state.bare = sub.owner
+                        if self._shared:
+                            state.bare = None
+                            self._call(state, sub, event, None, 0)
+                            continue
+                        try:
+                            sub.callback(event)
+                        except BaseException as exc:
+                            state.bare = None
+                            self._fail(state, exc, sub, event)
+                        else:
+                            state.bare = None
+                            delivered += 1
                 if not queue:
-                    break
+                    return
                 event, handlers, delivery = queue.popleft()
+        except BaseException:
+            # A KeyboardInterrupt or SystemExit is leaving for the poster. Events this
+            # thread queued meanwhile were accepted: hand them to the next post on any
+            # thread, or to join(), rather than strand them on a thread that may end.
+            if queue:
+                with self._enter_lock:
+                    self._orphans.extend(queue)
+                queue.clear()
+            raise
         finally:
             state.dispatching = False
+            state.delivered += delivered
 
-    @staticmethod
-    def _deliver(
-        dispatcher: Dispatcher,
-        state: ThreadState,
-        event: object,
-        handlers: tuple[Subscription, ...],
-        delivery: Delivery | None,
+    def _adopt_orphans(self, queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]]) -> None:
+        with self._enter_lock:
+            queue.extend(self._orphans)
+            self._orphans.clear()
+
+    def _enter(self, state: ThreadState) -> None:
+        with self._enter_lock:
+            if self._solo is None:
+                self._solo = state
+            elif self._solo is not state:
+                self._shared = True
+
+    def _deliver_tracked(
+        self, state: ThreadState, event: object, handlers: tuple[Subscription, ...], delivery: Delivery
     ) -> None:
-        call = dispatcher.call
         for index, sub in enumerate(handlers):
             try:
-                if sub.thread_safe:
-                    call(sub, event, delivery, index, state, reraise=True)
-                else:
-                    with sub.owner.lock:
-                        call(sub, event, delivery, index, state, reraise=True)
+                self._call(state, sub, event, delivery, index)
             except BaseException:
-                if delivery is not None:  # the interrupted event: settle what will not run
-                    for skipped in range(index + 1, len(handlers)):
-                        delivery._settle(skipped)
+                for skipped in range(index + 1, len(handlers)):  # settle what will not run now
+                    delivery._settle(skipped)
                 raise
+
+    def _call(
+        self, state: ThreadState, sub: Subscription, event: object, delivery: Delivery | None, index: int
+    ) -> None:
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        if sub.thread_safe:
+            dispatcher.call(sub, event, delivery, index, state, reraise=True)
+            return
+        owner = sub.owner
+        if not self._shared and state is self._solo:
+            state.bare = owner
+            try:
+                dispatcher.call(sub, event, delivery, index, state, reraise=True)
+            finally:
+                state.bare = None
+            return
+        with owner.lock:
+            self._wait_for_solo(state, owner)
+            dispatcher.call(sub, event, delivery, index, state, reraise=True)
+
+    def _wait_for_solo(self, state: ThreadState, owner: Subscriber) -> None:
+        # Just after a second thread first posts, the first one may still be inside an
+        # unlocked call of this subscriber; wait for that one call (once per bus).
+        solo = self._solo
+        while solo is not None and solo is not state and solo.bare is owner:
+            time.sleep(0.0005)
+
+    def _fail(self, state: ThreadState, exc: BaseException, sub: Subscription, event: object) -> None:
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        state.failed += 1
+        dispatcher.report(exc, sub, event)
+        if not isinstance(exc, Exception):
+            raise exc
 
     def forget(self, subscriber: Subscriber) -> None:
         """Wait until no other thread is inside one of the subscriber's serialised handlers."""
         # The lock is re-entrant, so a handler that unregisters its own subscriber
         # passes straight through instead of waiting for itself.
         with subscriber.lock:
-            pass
+            self._wait_for_solo(self._state(), subscriber)
 
     def join(self, timeout: float | None) -> bool:
-        """Deliver this thread's leftovers, then wait until no thread is mid-delivery."""
+        """Deliver stranded events on this thread, then wait until no other thread is mid-delivery."""
         dispatcher = self._dispatcher
         assert dispatcher is not None, "start() was not called"
         mine = dispatcher.state()
-        if mine.queue and not mine.dispatching:
-            event, handlers, delivery = mine.queue.popleft()
-            self.submit(event, handlers, delivery, None)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0001
-        while any((s.dispatching or s.queue) and s is not mine for s in dispatcher.states()):
+        while True:
+            if self._orphans and not mine.dispatching:
+                self._adopt_orphans(mine.queue)
+                event, handlers, delivery = mine.queue.popleft()
+                mine.posted -= 1  # counted when it was first accepted; submit() counts again
+                self.submit(event, handlers, delivery, None)
+            if not any(s.dispatching and s is not mine for s in dispatcher.states()):
+                return True
             # Other threads deliver on their own stacks; all we can do is watch them finish.
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
-        return not (mine.queue and not mine.dispatching)
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Nothing to stop: handlers ran on their posters' threads. Optionally join."""
@@ -183,4 +281,5 @@ class SyncDelivery:
         if dispatcher is None:
             return 0, 0
         states = dispatcher.states()
-        return sum(len(s.queue) for s in states), sum(1 for s in states if s.dispatching)
+        queued = len(self._orphans) + sum(len(s.queue) for s in states)
+        return queued, sum(1 for s in states if s.dispatching)

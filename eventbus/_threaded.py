@@ -129,6 +129,7 @@ class _ThreadPoolDelivery:
         if self._dispatcher is not None:
             raise RuntimeError(f"this {type(self).__name__} already serves a bus; give each bus its own strategy")
         self._dispatcher = dispatcher
+        self._posted_here = dispatcher.state
         self._calling = [None] * self.workers
         name = getattr(dispatcher.bus, "name", "eventbus")
         for index in range(self.workers):
@@ -155,6 +156,7 @@ class _ThreadPoolDelivery:
                 self._wait_for_room(timeout)
             self._waiting += 1
             self._unfinished += 1
+            self._posted_here().posted += 1
             if key is not None:
                 line = self._keys.get(key)
                 if line is not None:

@@ -328,11 +328,6 @@ def test_event_interrupted_by_keyboard_interrupt_is_still_counted_as_posted() ->
     assert (stats.failed, stats.posted) == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SyncDelivery keeps a thread's queued events after a BaseException escapes post(); if that thread "
-    "then ends, nobody can ever deliver them, and join()/shutdown() from any other thread wait for them forever",
-)
 def test_join_does_not_wait_forever_for_a_dead_threads_leftovers() -> None:
     """A thread that ends after SystemExit in a handler must not leave `join()` waiting forever."""
     bus = EventBus(strategy="sync", on_error=ErrorLog())
@@ -361,7 +356,10 @@ def test_join_does_not_wait_forever_for_a_dead_threads_leftovers() -> None:
     worker.join(timeout=WAIT)
     assert not worker.is_alive()
     assert len(exits) == 1
+    assert bus.stats().queued == 1  # the Pong, stranded by the SystemExit
     assert bus.join(timeout=0.5)
+    stats = bus.stats()
+    assert (stats.posted, stats.delivered, stats.queued) == (2, 1, 0)  # join() delivered the Pong
 
 
 def test_thread_unsafe_handler_never_runs_on_two_posting_threads_at_once(sync_bus: EventBus) -> None:
