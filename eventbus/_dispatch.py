@@ -91,10 +91,14 @@ class BusStats:
 class ThreadState:
     """One thread's view of one bus: its counters and the sync strategy's queue."""
 
-    __slots__ = ("bare", "dead", "delivered", "dispatching", "failed", "posted", "queue")
+    __slots__ = ("bare", "dead", "delivered", "dispatching", "failed", "finished", "posted", "queue", "submitted")
 
     def __init__(self) -> None:
         self.posted = 0
+        self.submitted = 0
+        """Units of work this thread handed to a thread-pool strategy (events, parked calls)."""
+        self.finished = 0
+        """Units of work this thread finished as a thread-pool worker."""
         self.delivered = 0
         self.failed = 0
         self.dead = 0

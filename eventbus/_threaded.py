@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Final, cast
 
+from ._dispatch import logger
 from ._errors import BusClosedError, QueueFullError
 from ._events import ordering_key_of, topic_of
 
@@ -62,20 +63,20 @@ EXIT_DRAIN_SECONDS: Final = 5.0
 _STOP: Final = object()  # put on the run queue once per worker to end it
 
 
-class _Job:
-    """One accepted event on its way through the pool."""
+class _KeyedWork:
+    """The progress of one event that has an ordering key: its key is released at zero."""
 
-    __slots__ = ("delivery", "event", "handlers", "key", "parked", "pending")
+    __slots__ = ("key", "pending")
 
-    def __init__(
-        self, event: object, handlers: tuple[Subscription, ...], delivery: Delivery | None, key: Hashable | None
-    ) -> None:
-        self.event = event
-        self.handlers = handlers
-        self.delivery = delivery
+    def __init__(self, key: Hashable) -> None:
         self.key = key
-        self.pending = 1  # the worker's pass over the handlers, plus one per call left in a subscriber line
-        self.parked = 0  # calls waiting in subscriber lines, not yet started
+        self.pending = 1  # the worker's pass over the handlers, plus one per call parked in a line
+
+
+# An accepted event on its way through the pool: (event, handlers, delivery, keyed work or None).
+_Job = tuple[object, tuple["Subscription", ...], "Delivery | None", _KeyedWork | None]
+# A thread_safe=False call parked in its subscriber's line: (handler, event, delivery, position, keyed work).
+_Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | None]
 
 
 class _Line:
@@ -85,7 +86,7 @@ class _Line:
 
     def __init__(self) -> None:
         self.busy = False
-        self.calls: deque[tuple[Subscription, _Job, int]] = deque()
+        self.calls: deque[_Parked] = deque()
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -94,7 +95,23 @@ def _check_positive_int(name: str, value: object) -> None:
 
 
 class _ThreadPoolDelivery:
-    """The machinery shared by `ConcurrentDelivery` and `OrderedDelivery`."""
+    """The machinery shared by `ConcurrentDelivery` and `OrderedDelivery`.
+
+    The hot path takes no lock of ours: a post appends to a `SimpleQueue` and a
+    worker takes from it, both atomic under the GIL, and the counters that
+    `join` and ``stats()`` need are per thread (`ThreadState.submitted` and
+    ``finished``), each written only by its own thread. Work is counted in
+    *units*: an accepted event is one unit until a worker's pass over its
+    handlers ends, and a call parked in a subscriber's line is one more unit
+    until it returns. ``_lock`` guards the rarer structures: key lines,
+    subscriber lines, and the conditions that blocked callers wait on.
+
+    ``max_queued`` bounds the units waiting to start: the run queue's length plus
+    ``_held`` (events waiting in key lines and calls parked in subscriber lines).
+    With one posting thread the bound is exact; posts racing on several threads
+    may each pass the check at once, so it can be exceeded by at most one event
+    per concurrent poster.
+    """
 
     _key_of: Callable[[object], Hashable | None]
 
@@ -108,12 +125,13 @@ class _ThreadPoolDelivery:
         self._dispatcher: Dispatcher | None = None
         self._runq: SimpleQueue[object] = SimpleQueue()
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # producers waiting for max_queued to allow them
-        self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for unfinished == 0
+        self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
+        self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for every unit to finish
         self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
-        self._waiting = 0  # events with handler calls not yet started (counts against max_queued)
-        self._running = 0  # events taken by a worker, not finished
-        self._unfinished = 0  # events accepted, not finished
+        self._held = 0  # units waiting outside the run queue: in key lines and subscriber lines
+        self._lines_queued = 0  # subscriber lines sitting in the run queue (not events themselves)
+        self._room_waiters = 0  # posts blocked for room (workers notify only when someone waits)
+        self._joiners = 0  # join()/shutdown() calls waiting for every unit to finish
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
         self._closed = False
         self._stopped = False  # _STOP has been sent to the workers
@@ -129,7 +147,7 @@ class _ThreadPoolDelivery:
         if self._dispatcher is not None:
             raise RuntimeError(f"this {type(self).__name__} already serves a bus; give each bus its own strategy")
         self._dispatcher = dispatcher
-        self._posted_here = dispatcher.state
+        self._local = dispatcher.local
         self._calling = [None] * self.workers
         name = getattr(dispatcher.bus, "name", "eventbus")
         for index in range(self.workers):
@@ -146,38 +164,67 @@ class _ThreadPoolDelivery:
         delivery: Delivery | None,
         timeout: float | None,
     ) -> None:
-        """Queue *event* for the workers, waiting for room if ``max_queued`` events wait."""
+        """Queue *event* for the workers, waiting for room if ``max_queued`` units wait."""
         key = self._key_of(event)
-        job = _Job(event, handlers, delivery, key)
-        with self._lock:
+        try:
+            state: ThreadState = self._local.state
+        except AttributeError:
+            assert self._dispatcher is not None, "start() was not called"
+            state = self._dispatcher.state()
+        # Count the unit *before* looking at _closed: a shutdown() that starts now
+        # then waits for it, and if we find the bus closed we take it back.
+        state.submitted += 1
+        try:
             if self._closed:
                 raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
-            if self._waiting >= self.max_queued and threading.get_ident() not in self._worker_ids:
-                self._wait_for_room(timeout)
-            self._waiting += 1
-            self._unfinished += 1
-            self._posted_here().posted += 1
-            if key is not None:
+            if key is None:
+                if self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+                    self._wait_for_room(timeout)
+                state.posted += 1
+                self._runq.put((event, handlers, delivery, None))
+                return
+            job: _Job = (event, handlers, delivery, _KeyedWork(key))
+            with self._lock:
+                if self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+                    self._wait_for_room(timeout, locked=True)
+                state.posted += 1
                 line = self._keys.get(key)
                 if line is not None:
                     line.append(job)
+                    self._held += 1
                     return
                 self._keys[key] = deque()
-        self._runq.put(job)
+            self._runq.put(job)
+        except BaseException:
+            state.submitted -= 1
+            if self._joiners:
+                with self._lock:
+                    self._settled.notify_all()
+            raise
 
-    def _wait_for_room(self, timeout: float | None) -> None:
+    def _wait_for_room(self, timeout: float | None, *, locked: bool = False) -> None:
+        if threading.get_ident() in self._worker_ids:
+            return  # a handler posting into a full bus is let in: waiting could deadlock the pool
+        if not locked:
+            with self._lock:
+                self._wait_for_room(timeout, locked=True)
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._waiting >= self.max_queued:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise QueueFullError(
-                    f"{self.max_queued} events are already waiting and no room came within {timeout} s; "
-                    "this event was not accepted.\n"
-                    "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
-                )
-            self._room.wait(remaining)
-            if self._closed:
-                raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+        self._room_waiters += 1
+        try:
+            while self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFullError(
+                        f"{self.max_queued} events are already waiting and no room came within {timeout} s; "
+                        "this event was not accepted.\n"
+                        "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
+                    )
+                self._room.wait(remaining)
+                if self._closed:
+                    raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+        finally:
+            self._room_waiters -= 1
 
     def forget(self, subscriber: Subscriber) -> None:
         """Wait until no other worker is inside one of *subscriber*'s handlers."""
@@ -202,7 +249,7 @@ class _ThreadPoolDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         with self._lock:
-            return self._settled.wait_for(lambda: not self._unfinished, timeout)
+            return self._wait_settled(timeout)
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Stop intake, let the workers deliver everything accepted, then stop them.
@@ -217,21 +264,42 @@ class _ThreadPoolDelivery:
             self._stop_if_idle()
         _open_pools.discard(self)
         if not wait or threading.get_ident() in self._worker_ids:
-            with self._lock:
-                return not self._unfinished
+            return self._unfinished() == 0
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            done = self._settled.wait_for(lambda: not self._unfinished, timeout)
+            done = self._wait_settled(timeout)
         if done:
             for thread in self._threads:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 thread.join(remaining)
         return done
 
+    def _unfinished(self) -> int:
+        # Read the finished counts *before* the submitted ones: both only grow and a
+        # unit is submitted before it finishes, so a zero means that at the moment
+        # the finished counts were read, every unit submitted had finished.
+        assert self._dispatcher is not None
+        states = self._dispatcher.states()
+        finished = sum([s.finished for s in states])
+        return sum([s.submitted for s in states]) - finished
+
+    def _wait_settled(self, timeout: float | None) -> bool:
+        # Called with the lock held; workers notify after finishing a unit while
+        # _joiners is set (they bump their count first, then look at _joiners).
+        self._joiners += 1
+        try:
+            ok = self._settled.wait_for(lambda: self._unfinished() == 0, timeout)
+            self._stop_if_idle()
+            return ok
+        finally:
+            self._joiners -= 1
+
     def counts(self) -> tuple[int, int]:
-        """Return (events waiting to start, events started and not finished)."""
-        with self._lock:
-            return self._waiting, self._running
+        """Return (units waiting to start, units started and not finished)."""
+        waiting = max(0, self._runq.qsize() - self._lines_queued) + self._held
+        unfinished = self._unfinished()
+        waiting = min(waiting, unfinished)
+        return waiting, unfinished - waiting
 
     # -- the workers --------------------------------------------------------------------
 
@@ -243,107 +311,109 @@ class _ThreadPoolDelivery:
         get = self._runq.get
         while True:
             item = get()
-            if item is _STOP:
-                return
             try:
-                if type(item) is _Job:
-                    self._run_job(item, index, dispatcher, state)
+                if self._room_waiters:
+                    with self._lock:
+                        self._room.notify()
+                if type(item) is tuple:
+                    self._run_job(item, index, state)
+                elif item is _STOP:
+                    return
                 else:
                     assert isinstance(item, _Line)
-                    self._run_line(item, index, dispatcher, state)
+                    self._run_line(item, index, state)
             except BaseException as exc:  # never let a worker die; this is a bug in eventbus itself
-                from ._dispatch import logger
-
                 logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
 
-    def _run_job(self, job: _Job, index: int, dispatcher: Dispatcher, state: ThreadState) -> None:
-        with self._lock:
-            self._waiting -= 1
-            self._running += 1
-            if self._waiting < self.max_queued:
-                self._room.notify()
-        event, delivery, calling = job.event, job.delivery, self._calling
-        for position, sub in enumerate(job.handlers):
-            if not sub.thread_safe:
-                owner = sub.owner
-                with self._lock:
-                    line = owner.lane
-                    if line is None:
-                        line = owner.lane = _Line()
-                    assert isinstance(line, _Line)
-                    if line.busy:
-                        line.calls.append((sub, job, position))
-                        job.pending += 1
-                        job.parked += 1
-                        if job.parked == 1:  # the event waits again, now for its parked call(s)
-                            self._waiting += 1
-                        continue
-                    line.busy = True
-                self._call(sub, event, delivery, position, index, dispatcher, state, calling)
-                with self._lock:
-                    if line.calls:
-                        self._runq.put(line)  # the line stays busy: the worker that takes it drains it
-                    else:
-                        line.busy = False
-            else:
-                self._call(sub, event, delivery, position, index, dispatcher, state, calling)
-        self._finish_part(job)
+    def _run_job(self, job: _Job, index: int, state: ThreadState) -> None:
+        event, handlers, delivery, keyed = job
+        for position, sub in enumerate(handlers):
+            if sub.thread_safe:
+                self._call(sub, event, delivery, position, index, state)
+                continue
+            owner = sub.owner
+            with self._lock:
+                line = owner.lane
+                if line is None:
+                    line = owner.lane = _Line()
+                assert isinstance(line, _Line)
+                if line.busy:  # park the call; the worker that frees the line will run it
+                    line.calls.append((sub, event, delivery, position, keyed))
+                    self._held += 1
+                    state.submitted += 1
+                    if keyed is not None:
+                        keyed.pending += 1
+                    continue
+                line.busy = True
+            self._call(sub, event, delivery, position, index, state)
+            with self._lock:
+                if line.calls:
+                    self._runq.put(line)  # it stays busy: the worker that takes it drains it
+                    self._lines_queued += 1
+                else:
+                    line.busy = False
+        self._finish(keyed, state)
 
-    def _run_line(self, line: _Line, index: int, dispatcher: Dispatcher, state: ThreadState) -> None:
-        calling = self._calling
+    def _run_line(self, line: _Line, index: int, state: ThreadState) -> None:
+        with self._lock:
+            self._lines_queued -= 1
         while True:
             with self._lock:
                 if not line.calls:
                     line.busy = False
                     return
-                sub, job, position = line.calls.popleft()
-                job.parked -= 1
-                if not job.parked:
-                    self._waiting -= 1
+                sub, event, delivery, position, keyed = line.calls.popleft()
+                self._held -= 1
+                if self._room_waiters:
                     self._room.notify()
-            self._call(sub, job.event, job.delivery, position, index, dispatcher, state, calling)
-            self._finish_part(job)
+            self._call(sub, event, delivery, position, index, state)
+            self._finish(keyed, state)
 
     def _call(
-        self,
-        sub: Subscription,
-        event: object,
-        delivery: Delivery | None,
-        position: int,
-        index: int,
-        dispatcher: Dispatcher,
-        state: ThreadState,
-        calling: list[Subscriber | None],
+        self, sub: Subscription, event: object, delivery: Delivery | None, position: int, index: int, state: ThreadState
     ) -> None:
-        # Publish which subscriber this worker is in *before* the call checks
-        # sub.active, so unregister() either sees us here or we see it inactive.
+        # Publish which subscriber this worker is in *before* checking sub.active,
+        # so that unregister() either sees us here or we see the handler inactive.
+        calling = self._calling
         calling[index] = sub.owner
-        dispatcher.call(sub, event, delivery, position, state, reraise=False)
+        if delivery is None and sub.plain:
+            try:
+                sub.callback(event)
+            except BaseException as exc:
+                state.failed += 1
+                assert self._dispatcher is not None
+                self._dispatcher.report(exc, sub, event)
+            else:
+                state.delivered += 1
+        else:
+            assert self._dispatcher is not None
+            self._dispatcher.call(sub, event, delivery, position, state, reraise=False)
         calling[index] = None
         if self._forgetting:
             with self._lock:
                 self._forgotten.notify_all()
 
-    def _finish_part(self, job: _Job) -> None:
-        with self._lock:
-            job.pending -= 1
-            if job.pending:
-                return
-            self._running -= 1
-            self._unfinished -= 1
-            if job.key is not None:
-                line = self._keys[job.key]
-                if line:
-                    self._runq.put(line.popleft())
-                else:
-                    del self._keys[job.key]
-            if not self._unfinished:
+    def _finish(self, keyed: _KeyedWork | None, state: ThreadState) -> None:
+        # One unit is done: release its key when its event is complete, then count it.
+        if keyed is not None:
+            with self._lock:
+                keyed.pending -= 1
+                if not keyed.pending:
+                    line = self._keys[keyed.key]
+                    if line:
+                        self._runq.put(line.popleft())
+                        self._held -= 1
+                    else:
+                        del self._keys[keyed.key]
+        state.finished += 1  # after the key is released: join() must not see the unit done before
+        if self._joiners or self._closed:
+            with self._lock:
                 self._settled.notify_all()
                 self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
         # Called with the lock held: once closed and idle, end the workers.
-        if self._closed and not self._stopped and not self._unfinished:
+        if self._closed and not self._stopped and self._unfinished() == 0:
             self._stopped = True
             for _ in self._threads:
                 self._runq.put(_STOP)
