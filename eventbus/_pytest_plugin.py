@@ -10,12 +10,14 @@ point, so its fixtures are available in every test without an import:
 - ``default_event_bus``: a fresh test bus installed as the process-wide default
   bus for the test, with the previous default put back afterwards.
 
-Nothing is done behind a test's back unless asked: the plugin's only autouse
-fixture does nothing unless the ini option ``eventbus_reset_default_bus = true``
-is set, in which case it calls ``eventbus.reset_default_bus()`` after every test
-(so each test starts without a default bus). It is off by default because an
-application that registers subscribers on the default bus at import time would
-lose them after the first test. Disable the whole plugin with ``-p no:eventbus``.
+The plugin's one autouse fixture calls ``eventbus.reset_default_bus()`` after
+every test, so each test starts without a default bus and nothing one test
+posted or registered there leaks into the next (structlog resets its global
+configuration the same way). An application that registers subscribers on the
+default bus when a module is imported would lose them after the first test: it
+sets the ini option ``eventbus_reset_default_bus = false`` and uses the
+``default_event_bus`` fixture in the tests that post. Disable the whole plugin
+with ``-p no:eventbus``.
 
 Added in version 0.1.
 """
@@ -39,8 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         _RESET_OPTION,
         type="bool",
-        default=False,
-        help="eventbus: shut down and forget the default bus after every test (default: false).",
+        default=True,
+        help="eventbus: shut down and forget the default bus after every test (default: true).",
     )
 
 
@@ -73,7 +75,7 @@ def default_event_bus() -> Iterator[EventBus]:
 
 @pytest.fixture(autouse=True)
 def _eventbus_reset_default_bus(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Reset the default bus after each test, if the ini option asks for it (off by default)."""
+    """Reset the default bus after each test, unless the ini option turns it off."""
     yield
     if request.config.getini(_RESET_OPTION):
         reset_default_bus()

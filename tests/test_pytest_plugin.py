@@ -167,6 +167,13 @@ def test_event_recorder_records_the_event_bus(pytester: pytest.Pytester) -> None
 @pytest.mark.usefixtures("events_module")
 def test_default_event_bus_is_installed_for_one_test(pytester: pytest.Pytester) -> None:
     """``default_event_bus`` is the default bus during the test; the previous default comes back after."""
+    # An application bus installed at import time: the documented setup turns the reset off.
+    pytester.makeini(
+        """
+        [pytest]
+        eventbus_reset_default_bus = false
+        """
+    )
     pytester.makepyfile(
         """
         import eventbus
@@ -216,23 +223,23 @@ def test_check():
 """
 
 
-def test_default_bus_is_left_alone_unless_asked(pytester: pytest.Pytester) -> None:
-    """By default the plugin does not touch the default bus between tests."""
+def test_default_bus_is_reset_after_each_test(pytester: pytest.Pytester) -> None:
+    """By default, each test's default bus is shut down and forgotten after it."""
     pytester.makepyfile(RESET_TESTS)
     result = pytester.runpytest("-s")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*SAME OPEN*"])
+    result.stdout.fnmatch_lines(["*DIFFERENT CLOSED*"])
 
 
-def test_reset_option_resets_the_default_bus_after_each_test(pytester: pytest.Pytester) -> None:
-    """With ``eventbus_reset_default_bus = true``, each test's default bus is shut down after it."""
+def test_reset_option_false_leaves_the_default_bus_alone(pytester: pytest.Pytester) -> None:
+    """With ``eventbus_reset_default_bus = false``, the default bus lives across tests."""
     pytester.makeini(
         """
         [pytest]
-        eventbus_reset_default_bus = true
+        eventbus_reset_default_bus = false
         """
     )
     pytester.makepyfile(RESET_TESTS)
     result = pytester.runpytest("-s", "--strict-config")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*DIFFERENT CLOSED*"])
+    result.stdout.fnmatch_lines(["*SAME OPEN*"])
