@@ -547,3 +547,72 @@ def test_stats_count_posts_from_every_thread(sync_bus: EventBus) -> None:
 def test_shutdown_without_wait_on_an_idle_bus_reports_success(sync_bus: EventBus) -> None:
     """`shutdown(wait=False)` on an idle sync bus returns True: nothing was left undelivered."""
     assert sync_bus.shutdown(wait=False) is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SyncDelivery.join() called inside a handler skips the calling thread's own queue (it is mid-dispatch) "
+    "and returns True although the event that handler just posted has not been delivered yet",
+)
+def test_join_inside_a_handler_does_not_claim_pending_events_were_handled(sync_bus: EventBus) -> None:
+    """`join()` from a handler must not return True while an event it posted is still waiting in line."""
+    outcome: list[object] = []
+
+    class Sub:
+        @subscribe(Ping)
+        def on_ping(self, event: Ping) -> None:
+            sync_bus.post(Pong())  # queued behind this very event
+            try:
+                outcome.append(sync_bus.join(timeout=0.2))
+            except RuntimeError as exc:  # refusing, as the thread-pool strategies do, is fine too
+                outcome.append(exc)
+
+        @subscribe(Pong)
+        def on_pong(self, event: Pong) -> None:
+            outcome.append("pong delivered")
+
+    sync_bus.register(Sub())
+    sync_bus.post(Ping())
+    assert outcome[-1] == "pong delivered"
+    assert outcome[0] is not True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SyncDelivery.forget() waits for the subscriber's lock; two thread_safe=False handlers on two posting "
+    "threads that each unregister the other's subscriber each hold their own lock and wait for the other's: deadlock",
+)
+def test_handlers_unregistering_each_other_on_two_threads_do_not_deadlock() -> None:
+    """Two handlers that unregister each other's subscriber from two posting threads both return."""
+    sync_bus = EventBus(strategy="sync")  # not shut down: with the bug, it would wait for the stuck posts
+    meet = threading.Barrier(2, timeout=WAIT)
+
+    class OnPing:
+        other: object = None
+
+        @subscribe(Ping)
+        def on_ping(self, event: Ping) -> None:
+            meet.wait()
+            sync_bus.unregister(self.other)
+
+    class OnPong:
+        other: object = None
+
+        @subscribe(Pong)
+        def on_pong(self, event: Pong) -> None:
+            meet.wait()
+            sync_bus.unregister(self.other)
+
+    on_ping, on_pong = OnPing(), OnPong()
+    on_ping.other, on_pong.other = on_pong, on_ping
+    sync_bus.register(on_ping)
+    sync_bus.register(on_pong)
+    # Daemon threads: if the bug is present they stay blocked, and must not keep the process alive.
+    posters = [threading.Thread(target=sync_bus.post, args=(event,), daemon=True) for event in (Ping(), Pong())]
+    for poster in posters:
+        poster.start()
+    for poster in posters:
+        poster.join(timeout=2)
+    assert not any(poster.is_alive() for poster in posters), "the two posts deadlocked"
+    assert not sync_bus.is_registered(on_ping)
+    assert not sync_bus.is_registered(on_pong)
