@@ -100,8 +100,10 @@ class EventBus:
         """Remove every handler of *subscriber*; return `False` if it was not registered.
 
         Once this returns, *subscriber* receives nothing more, not even events that
-        were already queued for it; a call already running on another thread is
-        waited for first (a handler may unregister its own subscriber).
+        were already queued for it. Called from outside the bus's handlers, it first
+        waits for a call of *subscriber* already running on another thread; called
+        from a handler (one may unregister its own subscriber) it does not wait,
+        since two handlers unregistering each other would wait forever.
         """
         record = self._registry.remove(subscriber)
         if record is None:

@@ -178,10 +178,12 @@ class Dispatcher:
             value = sub.callback(event)
         except BaseException as exc:
             state.failed += 1
+            # on_error sees the failure before the Delivery settles, so that whoever
+            # waits on result() finds the failure already reported.
+            self.report(exc, sub, event)
             if delivery is not None:
                 exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
                 delivery._settle(index, error=exc)
-            self.report(exc, sub, event)
             if reraise and not isinstance(exc, Exception):
                 raise
             return

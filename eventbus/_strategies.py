@@ -84,9 +84,12 @@ class SyncDelivery:
 
     ``thread_safe=False`` handlers of one subscriber never run at the same time on
     two posting threads: once a second thread posts, a per-subscriber lock
-    serialises them. No lock is ever held while another is taken (nested posts
-    are queued, not delivered inline), so this cannot deadlock. While only one
-    thread has ever posted, no lock is taken at all.
+    serialises them (while only one thread has ever posted, no lock is taken at
+    all). Delivery never takes one subscriber's lock while holding another's,
+    because nested posts are queued, not delivered inline; and ``unregister``
+    called from inside a handler does not wait for other threads. A handler that
+    blocks waiting for another posting thread's handler of the same subscriber
+    would still deadlock, as it would with any lock.
 
     A `KeyboardInterrupt` or `SystemExit` from a handler propagates to the caller of
     ``post``; the rest of that event's handlers are skipped, and events that the
@@ -244,17 +247,28 @@ class SyncDelivery:
             raise exc
 
     def forget(self, subscriber: Subscriber) -> None:
-        """Wait until no other thread is inside one of the subscriber's serialised handlers."""
-        # The lock is re-entrant, so a handler that unregisters its own subscriber
-        # passes straight through instead of waiting for itself.
+        """Wait until no other thread is inside one of the subscriber's serialised handlers.
+
+        Called from inside a handler it does not wait: two handlers unregistering
+        each other's subscribers on two threads would otherwise wait for each other.
+        """
+        state = self._state()
+        if state.dispatching:
+            return
         with subscriber.lock:
-            self._wait_for_solo(self._state(), subscriber)
+            self._wait_for_solo(state, subscriber)
 
     def join(self, timeout: float | None) -> bool:
         """Deliver stranded events on this thread, then wait until no other thread is mid-delivery."""
         dispatcher = self._dispatcher
         assert dispatcher is not None, "start() was not called"
         mine = dispatcher.state()
+        if mine.dispatching:
+            raise RuntimeError(
+                "join() was called from a handler on the same bus; the events it posted wait until the handler "
+                "returns, so join() would wait for itself.\n"
+                "Use publish() and a done-callback, or join from outside the bus."
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0001
         while True:

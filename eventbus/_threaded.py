@@ -30,9 +30,12 @@ may exceed ``max_queued``): a handler that waited for room would wait for the
 very workers it occupies, and a bus whose handlers all post could deadlock.
 
 *Lifetime.* Workers are daemon threads, so a process that never calls
-``shutdown()`` still exits; at interpreter exit every bus that is still open is
-drained for up to `EXIT_DRAIN_SECONDS`. ``shutdown()`` stops intake, lets the
-workers deliver everything accepted, then stops them.
+``shutdown()`` still exits. At interpreter exit, every bus with undelivered
+events (never shut down, or shut down with ``wait=False``) is drained for as
+long as its workers make progress; only when no event has finished for
+`EXIT_STALL_SECONDS` (a handler that hangs) does the interpreter exit without
+the rest. ``shutdown()`` stops intake, lets the workers deliver everything
+accepted, then stops them.
 """
 
 from __future__ import annotations
@@ -55,10 +58,10 @@ if TYPE_CHECKING:
     from ._dispatch import Dispatcher, ThreadState
     from ._registry import Subscriber, Subscription
 
-__all__ = ["EXIT_DRAIN_SECONDS", "ConcurrentDelivery", "OrderedDelivery"]
+__all__ = ["EXIT_STALL_SECONDS", "ConcurrentDelivery", "OrderedDelivery"]
 
-EXIT_DRAIN_SECONDS: Final = 5.0
-"""How long, in all, interpreter exit waits for open buses to deliver what they accepted."""
+EXIT_STALL_SECONDS: Final = 5.0
+"""At interpreter exit, give up draining once no event has finished for this long."""
 
 _STOP: Final = object()  # put on the run queue once per worker to end it
 
@@ -227,12 +230,17 @@ class _ThreadPoolDelivery:
             self._room_waiters -= 1
 
     def forget(self, subscriber: Subscriber) -> None:
-        """Wait until no other worker is inside one of *subscriber*'s handlers."""
-        me = self._worker_ids.get(threading.get_ident())
+        """Wait until no worker is inside one of *subscriber*'s handlers.
+
+        Called from a handler (on a worker) it does not wait: two handlers
+        unregistering each other's subscribers would otherwise wait for each other.
+        """
+        if threading.get_ident() in self._worker_ids:
+            return
         with self._lock:
             self._forgetting += 1
             try:
-                while any(owner is subscriber and index != me for index, owner in enumerate(self._calling)):
+                while any(owner is subscriber for owner in self._calling):
                     self._forgotten.wait()
             finally:
                 self._forgetting -= 1
@@ -262,7 +270,6 @@ class _ThreadPoolDelivery:
             self._closed = True
             self._room.notify_all()  # posts waiting for room now fail with BusClosedError
             self._stop_if_idle()
-        _open_pools.discard(self)
         if not wait or threading.get_ident() in self._worker_ids:
             return self._unfinished() == 0
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -282,6 +289,10 @@ class _ThreadPoolDelivery:
         states = self._dispatcher.states()
         finished = sum([s.finished for s in states])
         return sum([s.submitted for s in states]) - finished
+
+    def _finished_total(self) -> int:
+        assert self._dispatcher is not None
+        return sum([s.finished for s in self._dispatcher.states()])
 
     def _wait_settled(self, timeout: float | None) -> bool:
         # Called with the lock held; workers notify after finishing a unit while
@@ -415,6 +426,7 @@ class _ThreadPoolDelivery:
         # Called with the lock held: once closed and idle, end the workers.
         if self._closed and not self._stopped and self._unfinished() == 0:
             self._stopped = True
+            _open_pools.discard(self)  # nothing left for the exit drain
             for _ in self._threads:
                 self._runq.put(_STOP)
 
@@ -470,10 +482,24 @@ _open_pools: weakref.WeakSet[_ThreadPoolDelivery] = weakref.WeakSet()
 
 
 def _drain_at_exit() -> None:
-    # Deliver what open buses accepted before the interpreter goes away, but never hang.
-    deadline = time.monotonic() + EXIT_DRAIN_SECONDS
-    for pool in list(_open_pools):
-        pool.shutdown(wait=True, timeout=max(0.0, deadline - time.monotonic()))
+    # Deliver what open buses accepted before the interpreter goes away: wait as
+    # long as events keep finishing, but never hang on a handler that does not return.
+    pools = list(_open_pools)
+    for pool in pools:
+        pool.shutdown(wait=False, timeout=None)
+    progress, last_progress = -1, time.monotonic()
+    while True:
+        pending = [pool for pool in pools if pool._unfinished()]
+        if not pending:
+            return
+        finished = sum(pool._finished_total() for pool in pending)
+        now = time.monotonic()
+        if finished != progress:
+            progress, last_progress = finished, now
+        elif now - last_progress >= EXIT_STALL_SECONDS:
+            return
+        with pending[0]._lock:
+            pending[0]._wait_settled(0.05)
 
 
 atexit.register(_drain_at_exit)

@@ -549,11 +549,6 @@ def test_shutdown_without_wait_on_an_idle_bus_reports_success(sync_bus: EventBus
     assert sync_bus.shutdown(wait=False) is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SyncDelivery.join() called inside a handler skips the calling thread's own queue (it is mid-dispatch) "
-    "and returns True although the event that handler just posted has not been delivered yet",
-)
 def test_join_inside_a_handler_does_not_claim_pending_events_were_handled(sync_bus: EventBus) -> None:
     """`join()` from a handler must not return True while an event it posted is still waiting in line."""
     outcome: list[object] = []
@@ -577,11 +572,6 @@ def test_join_inside_a_handler_does_not_claim_pending_events_were_handled(sync_b
     assert outcome[0] is not True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SyncDelivery.forget() waits for the subscriber's lock; two thread_safe=False handlers on two posting "
-    "threads that each unregister the other's subscriber each hold their own lock and wait for the other's: deadlock",
-)
 def test_handlers_unregistering_each_other_on_two_threads_do_not_deadlock() -> None:
     """Two handlers that unregister each other's subscriber from two posting threads both return."""
     sync_bus = EventBus(strategy="sync")  # not shut down: with the bug, it would wait for the stuck posts
