@@ -439,7 +439,9 @@ class ConcurrentDelivery(_ThreadPoolDelivery):
     - events without an ordering key may be handled in parallel and in any order;
     - events with the same ordering key are handled one at a time, in the order
       they were accepted (each reaches all its handlers before the next starts);
-    - the handlers of one event are started in priority order;
+    - the handlers of one event are started in priority order, except that a call
+      to a ``thread_safe=False`` subscriber that is busy elsewhere waits in that
+      subscriber's line while the worker goes on with the lower-priority handlers;
     - a ``thread_safe=False`` handler never runs twice at once for one subscriber
       object (all such handlers of the object share one waiting line), and waiting
       for it never parks a worker; ``thread_safe=True`` handlers run in parallel.
