@@ -15,7 +15,8 @@ Three views of the same loop (one pre-built typed event, trivial counting handle
    which does not inflate small functions;
 4. ablation, without any profiler: ``post`` against calling the strategy's
    ``submit`` and the handler directly, so each layer's own time is a
-   difference of two plain timings;
+   difference of two plain timings (best of 9 interleaved rounds: the floor of
+   each cost, with the noise of a shared machine filtered out);
 5. line by line (when ``line_profiler`` is installed): each function's own
    time from the ablation, split in proportion to line_profiler's line times
    (a rough split: line_profiler's own per-line cost is large and uneven);
@@ -84,25 +85,32 @@ def _loop_overhead(n: int) -> float:
     return elapsed / n
 
 
-def _timed_loop(call: object, args: tuple[object, ...], n: int, rounds: int = 5) -> float:
-    """Median ns per ``call(*args)`` in a loop, written out per arity so no ``*args`` cost is added."""
+def _time_once(call: object, args: tuple[object, ...], n: int) -> float:
+    """ns per ``call(*args)`` in a loop, written out per arity so that no ``*args`` cost is added."""
     fn: Any = call
-    samples = []
+    gc.collect()
+    gc.disable()
+    start = time.perf_counter_ns()
+    if len(args) == 1:
+        (a,) = args
+        for _ in repeat(None, n):
+            fn(a)
+    else:
+        a, b, c, d = args
+        for _ in repeat(None, n):
+            fn(a, b, c, d)
+    elapsed = time.perf_counter_ns() - start
+    gc.enable()
+    return elapsed / n
+
+
+def _best_interleaved(steps: dict[str, tuple[object, tuple[object, ...]]], n: int, rounds: int = 9) -> dict[str, float]:
+    """The best round of each step, the steps' rounds interleaved (the floor of each cost, noise filtered)."""
+    best = {name: float("inf") for name in steps}
     for _ in range(rounds):
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter_ns()
-        if len(args) == 1:
-            (a,) = args
-            for _ in repeat(None, n):
-                fn(a)
-        else:
-            a, b, c, d = args
-            for _ in repeat(None, n):
-                fn(a, b, c, d)
-        samples.append((time.perf_counter_ns() - start) / n)
-        gc.enable()
-    return sorted(samples)[len(samples) // 2]
+        for name, (call, args) in steps.items():
+            best[name] = min(best[name], _time_once(call, args, n))
+    return best
 
 
 def _ablation(bus: EventBus, event: object, n: int) -> dict[str, float] | None:
@@ -114,9 +122,6 @@ def _ablation(bus: EventBus, event: object, n: int) -> dict[str, float] | None:
     except (AttributeError, KeyError, TypeError) as exc:
         print(f"ablation skipped: the bus's internals changed ({type(exc).__name__}: {exc})")
         return None
-    post_ns = _timed_loop(bus.post, (event,), n)
-    submit_ns = _timed_loop(submit, (event, handlers, None, None), n)
-    handler_ns = sum(_timed_loop(cb, (event,), n) for cb in callbacks)
 
     def nothing4(a: object, b: object, c: object, d: object) -> None:
         pass
@@ -124,18 +129,27 @@ def _ablation(bus: EventBus, event: object, n: int) -> dict[str, float] | None:
     def nothing1(a: object) -> None:
         pass
 
-    call4 = _timed_loop(nothing4, (None, None, None, None), n)
-    call1 = _timed_loop(nothing1, (None,), n)
+    steps: dict[str, tuple[object, tuple[object, ...]]] = {
+        "post": (bus.post, (event,)),
+        "submit": (submit, (event, handlers, None, None)),
+        "call4": (nothing4, (None, None, None, None)),
+        "call1": (nothing1, (None,)),
+    }
+    for i, callback in enumerate(callbacks):
+        steps[f"handler{i}"] = (callback, (event,))
+    best = _best_interleaved(steps, n)
+    handler_ns = sum(best[f"handler{i}"] for i in range(len(callbacks)))
+    call1, call4 = best["call1"], best["call4"]
     figures = {
-        "post_total": post_ns,
+        "post_total": best["post"],
         "loop_and_call": call1,
-        "post_own": post_ns - submit_ns,
-        "submit_own": submit_ns - call4 - (handler_ns - call1 * len(callbacks)),
+        "post_own": best["post"] - best["submit"],
+        "submit_own": best["submit"] - call4 - (handler_ns - call1 * len(callbacks)),
         "handlers": handler_ns - call1 * len(callbacks),
         "submit_call": call4 - call1,
     }
-    print("ablation (no profiler; median of 5; each line is a difference of two timings)")
-    print(f"  bus.post(event), whole                          {post_ns:>7,.0f} ns")
+    print("ablation (no profiler; best of 9 interleaved rounds; each line is a difference of two timings)")
+    print(f"  bus.post(event), whole                          {best['post']:>7,.0f} ns")
     print(f"  - the benchmark loop + a 1-argument call        {call1:>7,.0f} ns")
     print(f"  - post's own body (EventBus.post)               {figures['post_own']:>7,.0f} ns")
     print(f"  - calling submit (4 arguments) from post        {figures['submit_call']:>7,.0f} ns")

@@ -3,13 +3,19 @@
 Usage, from the repository root::
 
     .venv/bin/pip install -e '.[bench]'      # the peers, matplotlib and pyinstrument
-    .venv/bin/python -m benchmarks.run        # full run; writes docs/assets/benchmarks.{md,json,png}
+    .venv/bin/python -m benchmarks.run        # full run: docs/assets/benchmarks.{json,png}, docs/performance.md
     .venv/bin/python -m benchmarks.run --quick            # a few thousand events; writes benchmarks/.results/
     .venv/bin/python -m benchmarks.run --only sync-1 --only threaded
     .venv/bin/python -m benchmarks.run --quick --no-peers  # eventbus and the floors only
 
 A peer that is not installed is skipped with a line saying so. The targets of
 issues 2, 3, 4 and 6 are printed as ratios after the tables; nothing is asserted.
+
+Only a complete full run (no --quick, --only, --no-peers or --rounds) publishes:
+it writes the JSON and the chart into docs/assets/ and replaces the block between
+the markers in docs/performance.md with the new tables. Any other run writes
+benchmarks.json, benchmarks.png and benchmarks.md into benchmarks/.results/
+(git-ignored), or wherever --out and --markdown say.
 """
 
 from __future__ import annotations
@@ -40,10 +46,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="where to write benchmarks.md/.json/.png (default: docs/assets, or benchmarks/.results with --quick)",
+        help="where to write benchmarks.json/.png "
+        "(default: docs/assets for a complete full run, else benchmarks/.results)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help="where to write the Markdown tables; a file holding the markers gets only its marked block replaced "
+        "(default: docs/performance.md for a complete full run, else OUT/benchmarks.md)",
     )
     parser.add_argument("--no-peers", action="store_true", help="run eventbus and the floors only")
-    parser.add_argument("--rounds", type=int, help="rounds per measurement (default: 5, or 3 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds per measurement (default: 9, or 3 with --quick)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     return parser.parse_args(argv)
 
@@ -53,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = type(sizes)(**{**sizes.__dict__, "rounds": args.rounds})
-    out: Path = args.out or Path("benchmarks/.results" if args.quick else "docs/assets")
+    publishing = not (args.quick or args.only or args.no_peers or args.rounds)
+    out: Path = args.out or Path("docs/assets" if publishing else "benchmarks/.results")
+    markdown_path: Path = args.markdown or (
+        Path("docs/performance.md") if publishing and args.out is None else out / "benchmarks.md"
+    )
     kinds = {"eventbus", "floor"} if args.no_peers else set(KINDS)
     workloads = [w for w in WORKLOADS if not args.only or w.id in args.only]
     command = "python -m benchmarks.run" + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
@@ -80,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.md").write_text(report.markdown(workloads, results, checks, meta), encoding="utf-8")
     (out / "benchmarks.json").write_text(report.to_json(workloads, results, checks, meta) + "\n", encoding="utf-8")
-    written = [out / "benchmarks.md", out / "benchmarks.json"]
+    tables = report.markdown(workloads, results, checks, meta)
+    markdown_path = report.write_markdown(markdown_path, tables, whole_file_ok=markdown_path.name == "benchmarks.md")
+    written = [markdown_path, out / "benchmarks.json"]
     if not args.no_chart:
         why_not = report.chart(out / "benchmarks.png", workloads, results, meta)
         if why_not:
