@@ -16,12 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
     from ._dispatch import Dispatcher, ThreadState
-    from ._registry import Subscriber, Subscription
+    from ._registry import Registry, Subscriber, Subscription
 
 __all__ = ["DeliveryStrategy", "SyncDelivery"]
 
@@ -135,17 +136,25 @@ class SyncDelivery:
             self._enter(state)
         if self._orphans:  # events stranded by an interrupted delivery were posted first
             self._adopt_orphans(queue)
-            queue.append((event, handlers, delivery))
-            event, handlers, delivery = queue.popleft()
+        queue.append((event, handlers, delivery))
         state.dispatching = True
+        try:
+            self._drain(state)
+        finally:
+            state.dispatching = False
+
+    def _drain(self, state: ThreadState) -> None:
+        """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
+        queue = state.queue
         delivered = 0
         try:
-            while True:
+            while queue:
+                event, handlers, delivery = queue.popleft()
                 if delivery is not None:
                     self._deliver_tracked(state, event, handlers, delivery)
-                    handlers = ()
-                # The hot path, inline: plain handlers (active, no filter) are called
-                # directly; anything unusual goes through _call.
+                    continue
+                # Kept in step with the loop in fast_post(): plain handlers (active, no
+                # filter) are called inline; anything unusual goes through _call.
                 for sub in handlers:
                     if not sub.plain:
                         self._call(state, sub, event, None, 0)
@@ -172,26 +181,92 @@ class SyncDelivery:
                         else:
                             state.bare = None
                             delivered += 1
-                if not queue:
-                    return
-                event, handlers, delivery = queue.popleft()
         except BaseException:
-            # A KeyboardInterrupt or SystemExit is leaving for the poster. Events this
-            # thread queued meanwhile were accepted: hand them to the next post on any
-            # thread, or to join(), rather than strand them on a thread that may end.
-            if queue:
-                with self._enter_lock:
-                    self._orphans.extend(queue)
-                queue.clear()
+            self._strand(queue)
             raise
         finally:
-            state.dispatching = False
             state.delivered += delivered
+
+    def _strand(self, queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]]) -> None:
+        # A KeyboardInterrupt or SystemExit is leaving for the poster. Events this
+        # thread queued meanwhile were accepted: hand them to the next post on any
+        # thread, or to join(), rather than strand them on a thread that may end.
+        if queue:
+            with self._enter_lock:
+                self._orphans.extend(queue)
+            queue.clear()
 
     def _adopt_orphans(self, queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]]) -> None:
         with self._enter_lock:
             queue.extend(self._orphans)
             self._orphans.clear()
+
+    def fast_post(self, registry: Registry, slow: Callable[..., None], missing: object) -> Callable[..., None]:
+        """Build a ``post`` function that delivers the common case in a single frame.
+
+        The common case: an event whose class the registry has already resolved
+        to handlers, posted from the only thread that has posted so far, and not
+        from inside a handler. Everything else goes to *slow* (the bus's general
+        path, which ends in `submit`). The bus installs the result as its ``post``.
+
+        Args:
+            registry: The bus's registry; its dispatch cache is read on every call.
+            slow: The bus's general ``post(event, data, /, *, timeout)``.
+            missing: The bus's "no data given" sentinel.
+        """
+        strategy = self
+        local = self._local
+
+        def post(event: object, data: object = missing, /, *, timeout: float | None = None) -> None:
+            handlers = registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
+            if not handlers or data is not missing:
+                return slow(event, data, timeout=timeout)
+            try:
+                state: ThreadState = local.state
+            except AttributeError:
+                return slow(event, data, timeout=timeout)
+            if state is not strategy._solo or state.dispatching or strategy._orphans:
+                return slow(event, data, timeout=timeout)
+            state.posted += 1
+            state.dispatching = True
+            delivered = 0
+            try:
+                # Kept in step with the loop in _drain().
+                for sub in handlers:
+                    if not sub.plain:
+                        strategy._call(state, sub, event, None, 0)
+                    elif sub.thread_safe:
+                        try:
+                            sub.callback(event)
+                        except BaseException as exc:
+                            strategy._fail(state, exc, sub, event)
+                        else:
+                            delivered += 1
+                    else:
+                        state.bare = sub.owner
+                        if strategy._shared:
+                            state.bare = None
+                            strategy._call(state, sub, event, None, 0)
+                            continue
+                        try:
+                            sub.callback(event)
+                        except BaseException as exc:
+                            state.bare = None
+                            strategy._fail(state, exc, sub, event)
+                        else:
+                            state.bare = None
+                            delivered += 1
+                if state.queue:  # posts made by the handlers, breadth-first
+                    strategy._drain(state)
+            except BaseException:
+                strategy._strand(state.queue)
+                raise
+            finally:
+                state.dispatching = False
+                state.delivered += delivered
+            return None
+
+        return post
 
     def _enter(self, state: ThreadState) -> None:
         with self._enter_lock:
@@ -274,9 +349,11 @@ class SyncDelivery:
         while True:
             if self._orphans and not mine.dispatching:
                 self._adopt_orphans(mine.queue)
-                event, handlers, delivery = mine.queue.popleft()
-                mine.posted -= 1  # counted when it was first accepted; submit() counts again
-                self.submit(event, handlers, delivery, None)
+                mine.dispatching = True
+                try:
+                    self._drain(mine)
+                finally:
+                    mine.dispatching = False
             if not any(s.dispatching and s is not mine for s in dispatcher.states()):
                 return True
             # Other threads deliver on their own stacks; all we can do is watch them finish.
