@@ -4,6 +4,7 @@ Subscribers are plain classes whose methods carry ``@subscribe``; events are
 frozen pydantic models; a pluggable strategy runs the handlers.
 """
 
+from ._asyncio import AsyncioDelivery
 from ._bus import EventBus
 from ._decorators import subscribe
 from ._default import get_default_bus, post, publish, register, reset_default_bus, set_default_bus, unregister
@@ -14,8 +15,10 @@ from ._events import DeadEvent, Event, Message
 from ._registry import Subscription
 from ._strategies import DeliveryStrategy, SyncDelivery
 from ._threaded import ConcurrentDelivery, OrderedDelivery
+from ._waiting import EventStream
 
 __all__ = [
+    "AsyncioDelivery",
     "BusClosedError",
     "BusStats",
     "ConcurrentDelivery",
@@ -27,6 +30,7 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "EventBusWarning",
+    "EventStream",
     "Message",
     "OrderedDelivery",
     "QueueFullError",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, TypeVar, final, overload
 
+from . import _asyncio, _waiting
+from ._asyncio import AsyncioDelivery
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
@@ -17,13 +20,24 @@ from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
 
 __all__ = ["EventBus"]
 
-StrategyName = Literal["sync", "ordered", "concurrent"]
+StrategyName = Literal["sync", "ordered", "concurrent", "asyncio"]
+
+_E = TypeVar("_E")
 
 _MISSING: Final[Any] = object()
 _bus_numbers = itertools.count(1)
 
 
-def _make_strategy(strategy: object, workers: int, max_queued: int) -> DeliveryStrategy:
+def _make_strategy(
+    strategy: object, workers: int, max_queued: int, loop: asyncio.AbstractEventLoop | None
+) -> DeliveryStrategy:
+    if strategy == "asyncio":
+        return AsyncioDelivery(loop=loop, workers=workers, max_queued=max_queued)
+    if loop is not None:
+        raise ValueError(
+            f"loop= goes with strategy='asyncio', not with {strategy!r}; "
+            "pass AsyncioDelivery(loop=...) to give a strategy instance its loop"
+        )
     if strategy == "sync":
         return SyncDelivery()
     if strategy == "concurrent":
@@ -31,7 +45,9 @@ def _make_strategy(strategy: object, workers: int, max_queued: int) -> DeliveryS
     if strategy == "ordered":
         return OrderedDelivery(workers=workers, max_queued=max_queued)
     if isinstance(strategy, str):
-        raise ValueError(f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent' or a DeliveryStrategy")
+        raise ValueError(
+            f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent', 'asyncio' or a DeliveryStrategy"
+        )
     if not isinstance(strategy, DeliveryStrategy):
         raise TypeError(f"strategy must be a strategy name or a DeliveryStrategy, not {strategy!r}")
     return strategy
@@ -47,18 +63,23 @@ class EventBus:
     Args:
         strategy: How handlers run: ``"concurrent"`` (the default) or
             ``"ordered"`` on a pool of worker threads, ``"sync"`` on the posting
-            thread, or any `DeliveryStrategy` instance.
+            thread, ``"asyncio"`` on an event loop, or any `DeliveryStrategy`
+            instance. ``async def`` handlers work on all of them (see the asyncio
+            guide).
         workers: Worker threads of the thread-pool strategies.
         max_queued: How many accepted events may wait to start on the thread-pool
             strategies before ``post`` blocks (backpressure).
         on_error: Called as ``on_error(exc, context)`` for every handler failure;
             the default logs it with its traceback on the ``eventbus`` logger.
         name: A name for logs and reprs.
+        loop: The event loop of the ``"asyncio"`` strategy; by default the loop
+            running where the bus is created.
 
-    A bus is a context manager: leaving the ``with`` block calls `shutdown`.
+    A bus is a context manager: leaving the ``with`` block calls `shutdown`
+    (``async with`` awaits `ashutdown`).
     """
 
-    __slots__ = ("_closed", "_dispatcher", "_registry", "_strategy", "_submit", "name")
+    __slots__ = ("_closed", "_dispatcher", "_registry", "_strategy", "_submit", "_watchers", "name")
 
     def __init__(
         self,
@@ -68,6 +89,7 @@ class EventBus:
         max_queued: int = 10_000,
         on_error: Callable[[BaseException, ErrorContext], object] | None = None,
         name: str | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         _check_positive_int("workers", workers)
         _check_positive_int("max_queued", max_queued)
@@ -77,10 +99,11 @@ class EventBus:
         """The bus's name, as given or numbered."""
         self._registry = Registry()
         self._dispatcher = Dispatcher(self, on_error if on_error is not None else log_error)
-        self._strategy = _make_strategy(strategy, workers, max_queued)
+        self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
         self._closed = False
+        self._watchers = _waiting.Watchers()
 
     # -- subscribers -------------------------------------------------------------------------
 
@@ -211,7 +234,10 @@ class EventBus:
             `True` if every accepted event was delivered.
         """
         self._closed = True
-        return self._strategy.shutdown(wait, timeout)
+        done = self._strategy.shutdown(wait, timeout)
+        self._registry.loops.close()  # the event loops of async handlers (thread-based strategies)
+        self._watchers.close()  # pending wait_for() calls fail, streams end
+        return done
 
     @property
     def closed(self) -> bool:
@@ -245,3 +271,113 @@ class EventBus:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<EventBus {self.name!r} {type(self._strategy).__name__} {state}>"
+
+    # -- asyncio ---------------------------------------------------------------------------------
+
+    async def apost(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> None:
+        """Post *event* like `post`, waiting for room in a full queue without blocking the loop.
+
+        On the ``"asyncio"`` strategy a `post` on the loop raises `QueueFullError` at
+        once when ``max_queued`` events wait; ``await bus.apost(event)`` waits for
+        room instead. Cancelling the waiting task leaves nothing half done: the event
+        is either accepted whole or not at all.
+
+        Raises:
+            BusClosedError: The bus has been shut down.
+            QueueFullError: No room came within *timeout* seconds; the event was not accepted.
+        """
+        await _asyncio.apost(self.post, self._strategy, event, data, timeout)
+
+    async def ajoin(self, timeout: float | None = None) -> bool:
+        """Wait until every event accepted so far has been handled, without blocking the loop.
+
+        The awaitable counterpart of `join`; `False` on timeout.
+        """
+        return await _asyncio.ajoin(self._strategy, self.join, timeout, self.name)
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        """Stop accepting events, deliver those accepted, and stop, without blocking the loop.
+
+        The awaitable counterpart of ``shutdown(wait=True, timeout=...)``. On the
+        ``"asyncio"`` strategy, handler calls still running when *timeout* runs out
+        are cancelled and awaited. Idempotent.
+
+        Returns:
+            `True` if every accepted event was delivered.
+        """
+        self._closed = True
+        return await _asyncio.ashutdown(self._strategy, self.shutdown, timeout, self.name)
+
+    @overload
+    async def wait_for(
+        self, key: type[_E], where: Callable[[_E], object] | None = None, timeout: float | None = None
+    ) -> _E: ...
+
+    @overload
+    async def wait_for(
+        self, key: str, where: Callable[[Any], object] | None = None, timeout: float | None = None
+    ) -> Any: ...
+
+    async def wait_for(
+        self, key: type | str, where: Callable[[Any], object] | None = None, timeout: float | None = None
+    ) -> Any:
+        """Wait for the next event of class *key* (or with topic *key*) for which *where* is true.
+
+        Subscribes for the duration of the wait only; any strategy. Events posted
+        before the wait starts are not seen: to wait for the effect of a post, open
+        a `stream` first.
+
+        Args:
+            key: An event class (its subclasses match too) or a topic string.
+            where: A predicate on the event, called on the delivering thread; an
+                exception it raises is raised here.
+            timeout: The longest to wait, in seconds; `None` waits as long as it takes.
+
+        Raises:
+            TimeoutError: No matching event came within *timeout*.
+            BusClosedError: The bus was (or got) shut down.
+        """
+        return await _waiting.wait_for(self, self._watchers, key, where, timeout)
+
+    @overload
+    def stream(
+        self, key: type[_E], *, maxsize: int = 1000, where: Callable[[_E], object] | None = None
+    ) -> _waiting.EventStream[_E]: ...
+
+    @overload
+    def stream(
+        self, key: str, *, maxsize: int = 1000, where: Callable[[Any], object] | None = None
+    ) -> _waiting.EventStream[Any]: ...
+
+    def stream(
+        self, key: type | str, *, maxsize: int = 1000, where: Callable[[Any], object] | None = None
+    ) -> _waiting.EventStream[Any]:
+        """Iterate over the events of class (or topic) *key* as they come.
+
+        For example::
+
+            async with bus.stream(OrderPlaced, maxsize=100) as orders:
+                async for order in orders:
+                    ...
+
+        The stream subscribes when the ``async with`` block is entered and
+        unsubscribes when it is left. Events wait in a buffer of *maxsize*; when it
+        is full, the oldest is dropped and ``orders.dropped`` counts it, so a slow
+        consumer never holds up the bus. Iteration ends when the bus shuts down.
+
+        Args:
+            key: An event class (its subclasses match too) or a topic string.
+            maxsize: How many events the buffer holds.
+            where: A predicate on the event, called on the delivering thread;
+                events for which it is false are not buffered. An exception it
+                raises is raised by the iteration.
+        """
+        return _waiting.EventStream(self, self._watchers, key, maxsize, where)
+
+    async def __aenter__(self) -> EventBus:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.ashutdown()

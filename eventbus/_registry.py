@@ -21,10 +21,11 @@ import threading
 import types
 import typing
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, Union, final, get_args, get_origin
 
+from ._asyncio import HandlerLoops
 from ._decorators import SubscriptionSpec, specs_of
 from ._errors import SubscriptionError
 from ._events import Event
@@ -57,7 +58,19 @@ class Subscription:
     Returned by ``EventBus.subscribers()``; read-only for users.
     """
 
-    __slots__ = ("active", "callback", "key", "name", "owner", "plain", "priority", "seq", "thread_safe", "when")
+    __slots__ = (
+        "active",
+        "callback",
+        "coroutine",
+        "key",
+        "name",
+        "owner",
+        "plain",
+        "priority",
+        "seq",
+        "thread_safe",
+        "when",
+    )
 
     def __init__(
         self,
@@ -67,9 +80,13 @@ class Subscription:
         spec: SubscriptionSpec,
         key: type | str,
         seq: int,
+        coroutine: Callable[[Any], Awaitable[object]] | None = None,
     ) -> None:
         self.owner = owner
         self.callback = callback
+        """What the thread-based strategies call; for an ``async def`` handler, a blocking wrapper."""
+        self.coroutine = coroutine
+        """The ``async def`` handler itself (bound), or `None` for a plain handler."""
         self.name = name
         """The handler's qualified name, for example ``"Billing.charge"``."""
         self.key = key
@@ -173,11 +190,6 @@ def _scan_callable(
     def fail(problem: str, fix: str) -> SubscriptionError:
         return SubscriptionError(f"{where}: {problem}\n{fix}", subscriber=subscriber, handler=name)
 
-    if inspect.iscoroutinefunction(func):
-        raise fail(
-            "is an async def handler; this version of eventbus calls handlers synchronously.",
-            "Make it a plain def, or hand the work to your event loop from inside it.",
-        )
     try:
         params = list(inspect.signature(func).parameters.values())[skip:]
     except (TypeError, ValueError):
@@ -319,7 +331,7 @@ class Registry:
     dispatch cache without locking on a hit.
     """
 
-    __slots__ = ("_by_id", "_by_topic", "_by_type", "_lock", "_seq", "dispatch")
+    __slots__ = ("_by_id", "_by_topic", "_by_type", "_lock", "_seq", "dispatch", "loops")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -329,6 +341,8 @@ class Registry:
         self._seq = itertools.count()
         self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
+        self.loops = HandlerLoops()
+        """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
 
     # -- registration ---------------------------------------------------------------
 
@@ -348,8 +362,12 @@ class Registry:
             subs: list[Subscription] = []
             for handler in handlers:
                 callback = obj if handler.attr is None else getattr(obj, handler.attr)
+                coroutine = callback if inspect.iscoroutinefunction(callback) else None
+                if coroutine is not None:
+                    # One wrapper per handler: every key of it shares the callback (see _order).
+                    callback = self.loops.blocking(coroutine)
                 for spec, key in handler.keys:
-                    subs.append(Subscription(record, callback, handler.name, spec, key, next(self._seq)))  # type: ignore[arg-type]  # callable checked by the scan
+                    subs.append(Subscription(record, callback, handler.name, spec, key, next(self._seq), coroutine))  # type: ignore[arg-type]  # callable checked by the scan
             record.subscriptions = tuple(subs)
             for sub in subs:
                 table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
