@@ -46,7 +46,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
-from queue import SimpleQueue
 from typing import TYPE_CHECKING, Final, cast
 
 from ._dispatch import logger
@@ -97,10 +96,58 @@ def _check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive int, not {value!r}")
 
 
+class _RunQueue:
+    """The pool's FIFO of work, which wakes a sleeping worker only if one sleeps.
+
+    `queue.SimpleQueue` hands every put to a waiting getter, so with fast handlers
+    all the workers cycle through sleep and wake-up for each event and fight over
+    the GIL. Here a put wakes one sleeper only when there is one, and workers that
+    are awake keep taking what accumulates, so the number of busy workers follows
+    the load. ``deque.append``/``popleft`` and ``list.append``/``pop`` are atomic
+    under the GIL; each worker sleeps on its own lock (its *gate*).
+    """
+
+    __slots__ = ("_items", "_sleepers")
+
+    def __init__(self) -> None:
+        self._items: deque[object] = deque()
+        self._sleepers: list[threading.Lock] = []
+
+    def put(self, item: object) -> None:
+        """Append *item*; wake one sleeping worker, if any."""
+        self._items.append(item)
+        if self._sleepers:
+            try:
+                gate = self._sleepers.pop()
+            except IndexError:  # another put woke the last sleeper first
+                return
+            gate.release()
+
+    def get(self, gate: threading.Lock) -> object:
+        """Take the next item, sleeping on *gate* (held by the caller) while there is none."""
+        items, sleepers = self._items, self._sleepers
+        while True:
+            try:
+                return items.popleft()
+            except IndexError:
+                pass
+            sleepers.append(gate)
+            if items:  # an item arrived between the look and the announcement
+                try:
+                    sleepers.remove(gate)
+                except ValueError:  # a put() already took us off the list and will release us
+                    gate.acquire()
+                continue
+            gate.acquire()  # sleep until a put() releases the gate
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class _ThreadPoolDelivery:
     """The machinery shared by `ConcurrentDelivery` and `OrderedDelivery`.
 
-    The hot path takes no lock of ours: a post appends to a `SimpleQueue` and a
+    The hot path takes no lock of ours: a post appends to a `_RunQueue` and a
     worker takes from it, both atomic under the GIL, and the counters that
     `join` and ``stats()`` need are per thread (`ThreadState.submitted` and
     ``finished``), each written only by its own thread. Work is counted in
@@ -126,7 +173,7 @@ class _ThreadPoolDelivery:
         self.max_queued = max_queued
         """How many accepted events may wait to start before ``post`` blocks."""
         self._dispatcher: Dispatcher | None = None
-        self._runq: SimpleQueue[object] = SimpleQueue()
+        self._runq = _RunQueue()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
         self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for every unit to finish
@@ -180,15 +227,35 @@ class _ThreadPoolDelivery:
         try:
             if self._closed:
                 raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
+            if key is None and len(handlers) == 1 and not handlers[0].thread_safe:
+                # One thread_safe=False handler: the event goes straight into its
+                # subscriber's line (a mailbox), and only the worker serving that line
+                # touches it, instead of one worker parking it for another.
+                sub = handlers[0]
+                with self._lock:
+                    if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
+                        self._wait_for_room(timeout, locked=True)
+                    state.posted += 1
+                    line = sub.owner.lane
+                    if line is None:
+                        line = sub.owner.lane = _Line()
+                    assert isinstance(line, _Line)
+                    line.calls.append((sub, event, delivery, 0, None))
+                    self._held += 1
+                    if not line.busy:
+                        line.busy = True
+                        self._lines_queued += 1
+                        self._runq.put(line)
+                return
             if key is None:
-                if self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+                if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
                     self._wait_for_room(timeout)
                 state.posted += 1
                 self._runq.put((event, handlers, delivery, None))
                 return
             job: _Job = (event, handlers, delivery, _KeyedWork(key))
             with self._lock:
-                if self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+                if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
                     self._wait_for_room(timeout, locked=True)
                 state.posted += 1
                 line = self._keys.get(key)
@@ -215,7 +282,7 @@ class _ThreadPoolDelivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._room_waiters += 1
         try:
-            while self._runq.qsize() - self._lines_queued + self._held >= self.max_queued:
+            while len(self._runq) - self._lines_queued + self._held >= self.max_queued:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFullError(
@@ -307,7 +374,7 @@ class _ThreadPoolDelivery:
 
     def counts(self) -> tuple[int, int]:
         """Return (units waiting to start, units started and not finished)."""
-        waiting = max(0, self._runq.qsize() - self._lines_queued) + self._held
+        waiting = max(0, len(self._runq) - self._lines_queued) + self._held
         unfinished = self._unfinished()
         waiting = min(waiting, unfinished)
         return waiting, unfinished - waiting
@@ -320,8 +387,10 @@ class _ThreadPoolDelivery:
         self._worker_ids[threading.get_ident()] = index
         state = dispatcher.state()
         get = self._runq.get
+        gate = threading.Lock()
+        gate.acquire()  # held while this worker runs; released by a put() to wake it
         while True:
-            item = get()
+            item = get(gate)
             try:
                 if self._room_waiters:
                     with self._lock:
@@ -366,14 +435,15 @@ class _ThreadPoolDelivery:
         self._finish(keyed, state)
 
     def _run_line(self, line: _Line, index: int, state: ThreadState) -> None:
+        calls = line.calls
         with self._lock:
             self._lines_queued -= 1
         while True:
             with self._lock:
-                if not line.calls:
+                if not calls:
                     line.busy = False
                     return
-                sub, event, delivery, position, keyed = line.calls.popleft()
+                sub, event, delivery, position, keyed = calls.popleft()
                 self._held -= 1
                 if self._room_waiters:
                     self._room.notify()
