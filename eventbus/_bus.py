@@ -79,7 +79,9 @@ class EventBus:
     (``async with`` awaits `ashutdown`).
     """
 
-    __slots__ = ("_closed", "_dispatcher", "_registry", "_strategy", "_submit", "_watchers", "name")
+    # __dict__ lets the sync strategy install its single-frame post() on the
+    # instance (see __init__); everything else lives in slots.
+    __slots__ = ("__dict__", "_closed", "_dispatcher", "_registry", "_strategy", "_submit", "_watchers", "name")
 
     def __init__(
         self,
@@ -102,6 +104,9 @@ class EventBus:
         self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
+        if isinstance(self._strategy, SyncDelivery):
+            # The hot path of the sync strategy in one frame; shutdown() removes it again.
+            vars(self)["post"] = self._strategy.fast_post(self._registry, self._post_slow, _MISSING)
         self._closed = False
         self._watchers = _waiting.Watchers()
 
@@ -174,6 +179,9 @@ class EventBus:
         else:
             self._accept(event, data, timeout, publish=False)
 
+    def _post_slow(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> None:
+        self._accept(event, data, timeout, publish=False)
+
     def publish(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
         """Post *event* like `post`, and return a `Delivery` to follow it.
 
@@ -234,6 +242,7 @@ class EventBus:
             `True` if every accepted event was delivered.
         """
         self._closed = True
+        vars(self).pop("post", None)  # back to the checking post(), which refuses events now
         done = self._strategy.shutdown(wait, timeout)
         self._registry.loops.close()  # the event loops of async handlers (thread-based strategies)
         self._watchers.close()  # pending wait_for() calls fail, streams end
