@@ -14,7 +14,7 @@ from eventbus import EventBus
 
 from .helpers import Recorder
 
-STRATEGIES: list[str] = ["sync"]
+STRATEGIES: list[str] = ["sync", "ordered", "concurrent"]
 """The strategies that every behavioural test runs under (the ``bus`` fixture's parameters)."""
 
 # Explicit deadlines, as attrs does: none on CI, where a loaded runner must not turn slow
