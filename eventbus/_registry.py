@@ -28,7 +28,7 @@ from typing import Any, Final, Union, final, get_args, get_origin
 from ._asyncio import HandlerLoops
 from ._decorators import SubscriptionSpec, specs_of
 from ._errors import SubscriptionError
-from ._events import Event
+from ._events import Event, Message
 
 __all__ = ["Registry", "Subscriber", "Subscription"]
 
@@ -40,15 +40,32 @@ _MAX_CACHED_KEYS: Final = 10_000  # Message topics are open-ended; bound the cac
 class Subscriber:
     """The registry's record of one registered object (or plain function)."""
 
-    __slots__ = ("__weakref__", "lane", "lock", "obj", "subscriptions")
+    __slots__ = ("__weakref__", "_lock", "lane", "obj", "subscriptions")
 
     def __init__(self, obj: object) -> None:
         self.obj = obj
         self.subscriptions: tuple[Subscription, ...] = ()
-        self.lock = threading.RLock()
-        """Serialises this subscriber's ``thread_safe=False`` handlers on the sync strategy."""
+        self._lock: threading.RLock | None = None
         self.lane: object = None
         """Per-subscriber state that a threaded strategy keeps (its waiting line)."""
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Serialises this subscriber's ``thread_safe=False`` handlers on the sync strategy.
+
+        Made on first use: most subscribers never need one (a sync bus posted to from
+        one thread takes no lock), and an RLock costs about 100 bytes per subscriber.
+        """
+        lock = self._lock
+        if lock is None:
+            with _lock_making:
+                lock = self._lock
+                if lock is None:
+                    lock = self._lock = threading.RLock()
+        return lock
+
+
+_lock_making = threading.Lock()  # makes Subscriber.lock creation race-free
 
 
 @final
@@ -92,9 +109,13 @@ class Subscription:
         self.key = key
         """The event class or topic string it subscribed to."""
         self.priority = spec.priority
+        """Handlers with a higher priority are called first."""
         self.thread_safe = spec.thread_safe
+        """Whether the handler may run on several threads at once for one subscriber."""
         self.when = spec.when
+        """The ``when=`` filter, or `None`."""
         self.seq = seq
+        """Registration order, which breaks ties between equal priorities."""
         self.active = True
         """False once the subscriber is unregistered: queued events skip it."""
         self.plain = spec.when is None
@@ -426,19 +447,37 @@ class Registry:
         """The handlers that an event of class *key*, or with topic *key*, would reach."""
         with self._lock:
             if isinstance(key, str):
-                classes = [cls for cls in self._by_type if _static_topic(cls) == key]
-                subs = [s for cls in classes for s in self._by_type[cls]]
-                subs.extend(self._by_topic.get(key, ()))
+                # Everything that could carry this topic: a Message (post("topic", ...))
+                # and every event class whose declared topic it is, with their bases.
+                carriers: list[type] = [Message, *(c for c in _event_classes() if _static_topic(c) == key)]
+                subs = [s for cls in carriers for s in self._collect_unordered(cls.__mro__, key)]
                 return _order(subs)
             if isinstance(key, type):
                 return self._collect(key.__mro__, _static_topic(key))
         raise TypeError(f"subscribers() takes an event class or a topic string, not {key!r}")
 
     def _collect(self, mro: tuple[type, ...], topic: str | None) -> tuple[Subscription, ...]:
+        return _order(self._collect_unordered(mro, topic))
+
+    def _collect_unordered(self, mro: tuple[type, ...], topic: str | None) -> list[Subscription]:
         subs = [s for cls in mro for s in self._by_type.get(cls, ())]
         if topic is not None:
             subs.extend(self._by_topic.get(topic, ()))
-        return _order(subs)
+        return subs
+
+
+def _event_classes() -> list[type[Event]]:
+    """Every `Event` subclass defined so far (for topic introspection, not for posting)."""
+    found: list[type[Event]] = []
+    pending: list[type[Event]] = [Event]
+    seen: set[type[Event]] = set()
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                found.append(sub)
+                pending.append(sub)
+    return found
 
 
 def _static_topic(cls: type) -> str | None:
@@ -450,11 +489,12 @@ def _static_topic(cls: type) -> str | None:
 def _order(subs: list[Subscription]) -> tuple[Subscription, ...]:
     """Sort by priority (descending) then registration order, keeping one call per handler."""
     subs.sort(key=lambda s: (-s.priority, s.seq))
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     out: list[Subscription] = []
     for sub in subs:
-        # Every key of one handler shares one callback object (see Registry.add).
-        ident = id(sub.callback)
+        # Every key of one handler of one subscriber shares one callback object (see
+        # Registry.add); the owner tells apart two instances sharing a staticmethod.
+        ident = (id(sub.owner), id(sub.callback))
         if ident not in seen:
             seen.add(ident)
             out.append(sub)

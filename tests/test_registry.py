@@ -395,3 +395,51 @@ def test_generic_annotation_with_a_parameter_cannot_receive_the_origin() -> None
 
     with pytest.raises(SubscriptionError, match="cannot receive it"):
         Registry().add(Pages())
+
+
+class Renamed(Base, topic="reg.renamed"):
+    """A subclass with a topic of its own: its events still reach Base's handlers."""
+
+
+def test_subscribers_of_a_topic_include_what_a_message_or_event_of_it_reaches() -> None:
+    """`subscribers("t")` lists handlers of Message/Event/object and of classes whose topic is t, with bases."""
+
+    class CatchAll:
+        @subscribe(Message)
+        def on_message(self, event: Message) -> None:
+            pass
+
+    class OnBase:
+        @subscribe(Base)
+        def on_base(self, event: Base) -> None:
+            pass
+
+    registry = Registry()
+    registry.add(CatchAll())
+    registry.add(OnBase())
+    assert names(registry.subscribers("reg.unknown")) == [
+        "test_subscribers_of_a_topic_include_what_a_message_or_event_of_it_reaches.<locals>.CatchAll.on_message"
+    ]
+    renamed = names(registry.subscribers("reg.renamed"))
+    assert renamed == names(registry.handlers_for(Message("reg.renamed"))) + names(registry.handlers_for(Renamed()))
+    assert any(name.endswith("OnBase.on_base") for name in renamed)
+
+
+def test_a_staticmethod_handler_on_two_instances_is_called_for_each() -> None:
+    """Two registered instances sharing a staticmethod handler each get their call."""
+    calls: list[Base] = []
+
+    class Static:
+        @staticmethod
+        @subscribe(Base)
+        def on_base(event: Base) -> None:
+            calls.append(event)
+
+    registry = Registry()
+    registry.add(Static())
+    registry.add(Static())
+    handlers = registry.handlers_for(Base())
+    assert len(handlers) == 2
+    for sub in handlers:
+        sub.callback(Base())
+    assert len(calls) == 2
