@@ -209,18 +209,21 @@ class EventBus:
             raise TypeError("cannot post None; post an Event, a topic string or another object")
         handlers = self._registry.handlers_for(event)
         state = self._dispatcher.state()
-        if not handlers:
-            state.dead += 1
+        dead = not handlers
+        if dead:
             if type(event) is DeadEvent:
                 handlers = ()
             else:
                 event = DeadEvent(event=event)
                 handlers = self._registry.handlers_for(event)
             if not handlers:  # nobody wants the dead event either: counted, dropped
+                state.dead += 1
                 state.posted += 1
                 return Delivery(event, 0) if publish else None
         delivery = Delivery(event, len(handlers)) if publish else None
         self._submit(event, handlers, delivery, timeout)  # counts the event as posted
+        if dead:  # counted once accepted: a QueueFullError retry must not count it twice
+            state.dead += 1
         return delivery
 
     # -- lifetime --------------------------------------------------------------------------------

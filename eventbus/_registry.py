@@ -140,6 +140,7 @@ class _Handler:
     func: Callable[..., object]
     keys: tuple[tuple[SubscriptionSpec, type | str], ...]
     name: str
+    is_async: bool  # an async def handler: decided once, at the scan
 
 
 def _resolve_annotation(func: Callable[..., object], param: str, owner_cls: type | None) -> tuple[bool, object]:
@@ -262,7 +263,7 @@ def _scan_callable(
                     "or subscribe to the class it annotates.",
                 )
         keys.append((spec, spec.key))
-    return _Handler(attr=None, func=func, keys=tuple(keys), name=name)
+    return _Handler(attr=None, func=func, keys=tuple(keys), name=name, is_async=inspect.iscoroutinefunction(func))
 
 
 # Per-class scan results. Weak keys, so classes defined at run time (tests, plugins) can be freed.
@@ -303,7 +304,9 @@ def scan_class(cls: type) -> tuple[_Handler, ...]:
         where = f"{cls.__qualname__}.{attr}"
         found = _scan_callable(func, skip, where, cls, None)
         if found is not None:
-            handlers.append(_Handler(attr=attr, func=found.func, keys=found.keys, name=found.name))
+            handlers.append(
+                _Handler(attr=attr, func=found.func, keys=found.keys, name=found.name, is_async=found.is_async)
+            )
     result = tuple(handlers)
     with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
         _scan_cache[cls] = result
@@ -383,7 +386,7 @@ class Registry:
             subs: list[Subscription] = []
             for handler in handlers:
                 callback = obj if handler.attr is None else getattr(obj, handler.attr)
-                coroutine = callback if inspect.iscoroutinefunction(callback) else None
+                coroutine: Callable[[Any], Awaitable[object]] | None = callback if handler.is_async else None  # type: ignore[assignment]  # the scan saw an async def
                 if coroutine is not None:
                     # One wrapper per handler: every key of it shares the callback (see _order).
                     callback = self.loops.blocking(coroutine)

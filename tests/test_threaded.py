@@ -657,3 +657,27 @@ def test_ordered_strategy_keeps_per_key_order_for_any_interleaving(
         for producer, seq in events:
             by_producer[producer].append(seq)
         assert by_producer == model[key]
+
+
+def test_dead_event_refused_for_lack_of_room_is_not_counted(strategy: str) -> None:
+    """A dead event that a full queue refuses is not counted in stats().dead (its retry will be)."""
+    bus = EventBus(strategy=strategy, workers=1, max_queued=1)  # type: ignore[arg-type]
+    gate, entered = threading.Event(), threading.Event()
+
+    class Graveyard:
+        @subscribe
+        def on_dead(self, event: DeadEvent) -> None:
+            entered.set()
+            assert gate.wait(WAIT)
+
+    bus.register(Graveyard())
+    bus.post(Tick(n=1))  # running, held at the gate
+    assert entered.wait(WAIT)
+    bus.post(Tick(n=2))  # waiting: the queue is full now
+    with pytest.raises(QueueFullError):
+        bus.post(Tick(n=3), timeout=0.05)
+    gate.set()
+    assert bus.join(WAIT)
+    stats = bus.stats()
+    assert (stats.posted, stats.dead, stats.delivered) == (2, 2, 2)
+    bus.shutdown(timeout=WAIT)
