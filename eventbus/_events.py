@@ -96,7 +96,7 @@ with warnings.catch_warnings():
     # pydantic warns about the shadowing, which is exactly what is wanted here.
     warnings.filterwarnings("ignore", message='Field name "topic"', category=UserWarning)
 
-    class Message(Event):
+    class Message(Event, order_by="ordered"):
         """An untyped event, as the ancestor geeteventbus posted: a topic and some data.
 
         Its topic is per instance, so one class carries every topic; *ordered* is its
@@ -149,7 +149,13 @@ def topic_of(event: object) -> str | None:
 
 
 def ordering_key_of(event: object) -> Hashable | None:
-    """Return the ordering key of *event*, or `None` if it has none."""
-    if isinstance(event, Event):
-        return event.ordering_key
-    return None
+    """Return the ordering key of *event*, or `None` if it has none.
+
+    Called for every event a thread-pool strategy accepts, so it reads the class's
+    ``order_by`` directly instead of going through `Event.ordering_key`.
+    """
+    order_by: str | None = getattr(type(event), "__eventbus_order_by__", None)
+    if order_by is None:
+        return None
+    key: Hashable | None = getattr(event, order_by)
+    return key

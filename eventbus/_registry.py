@@ -79,6 +79,7 @@ class Subscription:
         "active",
         "callback",
         "coroutine",
+        "fast",
         "key",
         "name",
         "owner",
@@ -120,6 +121,8 @@ class Subscription:
         """False once the subscriber is unregistered: queued events skip it."""
         self.plain = spec.when is None
         """Active and unfiltered: the sync strategy may call it without further checks."""
+        self.fast = self.plain and spec.thread_safe
+        """Plain and thread-safe: a thread pool may call it inline, with no line to join."""
 
     @property
     def subscriber(self) -> object:
@@ -407,7 +410,7 @@ class Registry:
             if record is None:
                 return None
             for sub in record.subscriptions:
-                sub.active = sub.plain = False
+                sub.active = sub.plain = sub.fast = False
                 table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
                 remaining = [s for s in table[sub.key] if s is not sub]
                 if remaining:

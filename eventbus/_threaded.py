@@ -387,6 +387,7 @@ class _ThreadPoolDelivery:
         self._worker_ids[threading.get_ident()] = index
         state = dispatcher.state()
         get = self._runq.get
+        calling = self._calling
         gate = threading.Lock()
         gate.acquire()  # held while this worker runs; released by a put() to wake it
         while True:
@@ -396,6 +397,29 @@ class _ThreadPoolDelivery:
                     with self._lock:
                         self._room.notify()
                 if type(item) is tuple:
+                    event, handlers, delivery, keyed = item
+                    if delivery is None and keyed is None and all(sub.fast for sub in handlers):
+                        # The hot path, inline: thread-safe, unfiltered handlers of an
+                        # unkeyed, unpublished event (see _call and _finish for the rest).
+                        for sub in handlers:
+                            calling[index] = sub.owner  # before the check: see _call
+                            if not sub.fast:  # unregistered since the look above
+                                continue
+                            try:
+                                sub.callback(event)
+                            except BaseException as exc:
+                                state.failed += 1
+                                dispatcher.report(exc, sub, event)
+                            else:
+                                state.delivered += 1
+                        calling[index] = None
+                        state.finished += 1
+                        if self._forgetting or self._joiners or self._closed:
+                            with self._lock:
+                                self._forgotten.notify_all()
+                                self._settled.notify_all()
+                                self._stop_if_idle()
+                        continue
                     self._run_job(item, index, state)
                 elif item is _STOP:
                     return

@@ -66,15 +66,19 @@ def main(seconds: float = 3.0) -> int:
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < seconds:
         time.sleep(min(1.0, seconds - elapsed))
-        print(f"after {time.monotonic() - started:4.1f} s: " + "  ".join(
-            f"{name}={aggregator.totals[name]:>8,}" for name in COUNTERS))
+        print(
+            f"after {time.monotonic() - started:4.1f} s: "
+            + "  ".join(f"{name}={aggregator.totals[name]:>8,}" for name in COUNTERS)
+        )
     stop.set()
     for thread in producers:
         thread.join(timeout=10)
     delivered_all = bus.shutdown(wait=True, timeout=30)
     stats = bus.stats()
-    print(f"posted {stats.posted:,} events; delivered {stats.delivered:,}; failed {stats.failed}; "
-          f"all delivered: {delivered_all}")
+    print(
+        f"posted {stats.posted:,} events; delivered {stats.delivered:,}; failed {stats.failed}; "
+        f"all delivered: {delivered_all}"
+    )
     for name in COUNTERS:
         print(f"  {name}: producers posted {posted[name]:>9,}   aggregator counted {aggregator.totals[name]:>9,}")
     if aggregator.totals == posted and stats.posted == aggregator.events:
