@@ -63,6 +63,7 @@ EXIT_STALL_SECONDS: Final = 5.0
 """At interpreter exit, give up draining once no event has finished for this long."""
 
 _STOP: Final = object()  # put on the run queue once per worker to end it
+_LINE_BATCH: Final = 64  # parked calls a worker takes from a subscriber line per lock section
 
 
 class _KeyedWork:
@@ -84,11 +85,12 @@ _Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | Non
 class _Line:
     """The waiting line of one subscriber's ``thread_safe=False`` handler calls."""
 
-    __slots__ = ("busy", "calls")
+    __slots__ = ("busy", "calls", "remaining")
 
     def __init__(self) -> None:
         self.busy = False
         self.calls: deque[_Parked] = deque()
+        self.remaining = 0  # calls of the batch being drained that have not started yet
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -174,12 +176,14 @@ class _ThreadPoolDelivery:
         """How many accepted events may wait to start before ``post`` blocks."""
         self._dispatcher: Dispatcher | None = None
         self._runq = _RunQueue()
+        self._items = self._runq._items  # its deque, for len() on the hot path
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
         self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for every unit to finish
         self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
         self._held = 0  # units waiting outside the run queue: in key lines and subscriber lines
         self._lines_queued = 0  # subscriber lines sitting in the run queue (not events themselves)
+        self._draining: tuple[_Line, ...] = ()  # lines a worker is draining a batch of (copy-on-write)
         self._room_waiters = 0  # posts blocked for room (workers notify only when someone waits)
         self._joiners = 0  # join()/shutdown() calls waiting for every unit to finish
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
@@ -233,7 +237,9 @@ class _ThreadPoolDelivery:
                 # touches it, instead of one worker parking it for another.
                 sub = handlers[0]
                 with self._lock:
-                    if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
+                    if len(self._items) - self._lines_queued + self._held >= self.max_queued or (
+                        self._draining and self._waiting() >= self.max_queued
+                    ):
                         self._wait_for_room(timeout, locked=True)
                     state.posted += 1
                     line = sub.owner.lane
@@ -248,14 +254,16 @@ class _ThreadPoolDelivery:
                         self._runq.put(line)
                 return
             if key is None:
-                if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
+                if len(self._items) - self._lines_queued + self._held >= self.max_queued or (
+                    self._draining and self._waiting() >= self.max_queued
+                ):
                     self._wait_for_room(timeout)
                 state.posted += 1
                 self._runq.put((event, handlers, delivery, None))
                 return
             job: _Job = (event, handlers, delivery, _KeyedWork(key))
             with self._lock:
-                if len(self._runq) - self._lines_queued + self._held >= self.max_queued:
+                if self._waiting() >= self.max_queued:
                     self._wait_for_room(timeout, locked=True)
                 state.posted += 1
                 line = self._keys.get(key)
@@ -282,7 +290,7 @@ class _ThreadPoolDelivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._room_waiters += 1
         try:
-            while len(self._runq) - self._lines_queued + self._held >= self.max_queued:
+            while self._waiting() >= self.max_queued:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFullError(
@@ -357,6 +365,14 @@ class _ThreadPoolDelivery:
         finished = sum([s.finished for s in states])
         return sum([s.submitted for s in states]) - finished
 
+    def _waiting(self) -> int:
+        # Units not yet started: events in the run queue (not the lines there), events in
+        # key lines and calls parked in subscriber lines, and calls of batches being drained.
+        waiting = len(self._items) - self._lines_queued + self._held
+        for line in self._draining:
+            waiting += line.remaining
+        return waiting if waiting > 0 else 0
+
     def _finished_total(self) -> int:
         assert self._dispatcher is not None
         return sum([s.finished for s in self._dispatcher.states()])
@@ -374,7 +390,7 @@ class _ThreadPoolDelivery:
 
     def counts(self) -> tuple[int, int]:
         """Return (units waiting to start, units started and not finished)."""
-        waiting = max(0, len(self._runq) - self._lines_queued) + self._held
+        waiting = self._waiting()
         unfinished = self._unfinished()
         waiting = min(waiting, unfinished)
         return waiting, unfinished - waiting
@@ -459,20 +475,29 @@ class _ThreadPoolDelivery:
         self._finish(keyed, state)
 
     def _run_line(self, line: _Line, index: int, state: ThreadState) -> None:
+        # Take the parked calls in batches, one lock section per batch: they are calls
+        # of one subscriber, which run one at a time anyway. A call of the batch counts
+        # as waiting (line.remaining) until it starts.
         calls = line.calls
         with self._lock:
             self._lines_queued -= 1
+            self._draining = (*self._draining, line)
         while True:
             with self._lock:
                 if not calls:
                     line.busy = False
+                    self._draining = tuple(d for d in self._draining if d is not line)
                     return
-                sub, event, delivery, position, keyed = calls.popleft()
-                self._held -= 1
+                batch = [calls.popleft() for _ in range(min(len(calls), _LINE_BATCH))]
+                line.remaining = len(batch)
+                self._held -= len(batch)
+            for sub, event, delivery, position, keyed in batch:
+                line.remaining -= 1  # only this thread writes it
                 if self._room_waiters:
-                    self._room.notify()
-            self._call(sub, event, delivery, position, index, state)
-            self._finish(keyed, state)
+                    with self._lock:
+                        self._room.notify()
+                self._call(sub, event, delivery, position, index, state)
+                self._finish(keyed, state)
 
     def _call(
         self, sub: Subscription, event: object, delivery: Delivery | None, position: int, index: int, state: ThreadState

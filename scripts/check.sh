@@ -14,9 +14,28 @@ echo "== mypy (strict)"
 echo "== pytest on $(.venv/bin/python --version)"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
-for version in 3.12 3.13; do
+# Find pythonX.Y on the PATH, or among pyenv's versions (whose shims refuse versions
+# that are installed but not selected).
+find_python() {
+    local version=$1 candidate
     if command -v "python$version" >/dev/null 2>&1 && "python$version" -c "" 2>/dev/null; then
-        ensure_venv ".venv-$version" "python$version" test
+        echo "python$version"
+        return 0
+    fi
+    if command -v pyenv >/dev/null 2>&1; then
+        for candidate in "$(pyenv root)/versions/$version".*/bin/"python$version"; do
+            if [ -x "$candidate" ] && "$candidate" -c "" 2>/dev/null; then
+                echo "$candidate"
+                return 0
+            fi
+        done
+    fi
+    return 1
+}
+
+for version in 3.12 3.13; do
+    if python=$(find_python "$version"); then
+        ensure_venv ".venv-$version" "$python" test
         echo "== pytest on $(".venv-$version/bin/python" --version)"
         ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider "$@"
     else
