@@ -45,7 +45,6 @@ import contextlib
 import contextvars
 import inspect
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 from ._dispatch import logger
 from ._errors import BusClosedError, QueueFullError
 from ._events import Event, topic_of
+from ._room import wait_for_room
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -474,20 +474,15 @@ class AsyncioDelivery:
 
     def _wait_for_room(self, timeout: float | None) -> None:
         # Called on another thread with the lock held.
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._room_threads += 1
         try:
-            while self._waiting + len(self._inbox) >= self.max_queued:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise QueueFullError(
-                        f"{self.max_queued} events are already waiting and no room came within {timeout} s; "
-                        "this event was not accepted.\n"
-                        "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
-                    )
-                self._room.wait(remaining)
-                if self._closed:
-                    raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+            wait_for_room(
+                self._room,
+                lambda: self._waiting + len(self._inbox) >= self.max_queued,
+                lambda: self._closed,
+                timeout,
+                self.max_queued,
+            )
         finally:
             self._room_threads -= 1
 

@@ -49,8 +49,9 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
 
 from ._dispatch import logger
-from ._errors import BusClosedError, QueueFullError
+from ._errors import BusClosedError
 from ._events import ordering_key_of, topic_of
+from ._room import wait_for_room
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -287,20 +288,11 @@ class _ThreadPoolDelivery:
             with self._lock:
                 self._wait_for_room(timeout, locked=True)
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._room_waiters += 1
         try:
-            while self._waiting() >= self.max_queued:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise QueueFullError(
-                        f"{self.max_queued} events are already waiting and no room came within {timeout} s; "
-                        "this event was not accepted.\n"
-                        "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
-                    )
-                self._room.wait(remaining)
-                if self._closed:
-                    raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+            wait_for_room(
+                self._room, lambda: self._waiting() >= self.max_queued, lambda: self._closed, timeout, self.max_queued
+            )
         finally:
             self._room_waiters -= 1
 
