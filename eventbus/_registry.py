@@ -40,14 +40,22 @@ _MAX_CACHED_KEYS: Final = 10_000  # Message topics are open-ended; bound the cac
 class Subscriber:
     """The registry's record of one registered object (or plain function)."""
 
-    __slots__ = ("__weakref__", "_lock", "lane", "obj", "subscriptions")
+    __slots__ = ("_lock", "_subs", "lane", "obj")
 
     def __init__(self, obj: object) -> None:
         self.obj = obj
-        self.subscriptions: tuple[Subscription, ...] = ()
+        # One Subscription, or a tuple of several: most subscribers have one handler,
+        # and a one-element tuple would cost another 56 bytes per subscriber.
+        self._subs: Subscription | tuple[Subscription, ...] = ()
         self._lock: threading.RLock | None = None
         self.lane: object = None
         """Per-subscriber state that a threaded strategy keeps (its waiting line)."""
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """This subscriber's handlers, one `Subscription` per subscribed key."""
+        subs = self._subs
+        return subs if isinstance(subs, tuple) else (subs,)
 
     @property
     def lock(self) -> threading.RLock:
@@ -395,7 +403,7 @@ class Registry:
                     callback = self.loops.blocking(coroutine)
                 for spec, key in handler.keys:
                     subs.append(Subscription(record, callback, handler.name, spec, key, next(self._seq), coroutine))  # type: ignore[arg-type]  # callable checked by the scan
-            record.subscriptions = tuple(subs)
+            record._subs = subs[0] if len(subs) == 1 else tuple(subs)
             for sub in subs:
                 table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
                 table.setdefault(sub.key, []).append(sub)
