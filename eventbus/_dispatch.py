@@ -104,8 +104,8 @@ class ThreadState:
         self.dead = 0
         self.dispatching = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.bare: object = None
-        """The subscriber whose handler this thread is calling without its lock (sync strategy)."""
+        self.bare: Subscription | None = None
+        """The handler this thread is calling without its subscriber's lock (sync strategy)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
 

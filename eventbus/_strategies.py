@@ -168,7 +168,7 @@ class SyncDelivery:
                     else:
                         # Announce the call before reading _shared, so that a second thread
                         # turning _shared on either sees us inside or finds us taking the lock.
-                        state.bare = sub.owner
+                        state.bare = sub
                         if self._shared:
                             state.bare = None
                             self._call(state, sub, event, None, 0)
@@ -243,7 +243,7 @@ class SyncDelivery:
                         else:
                             delivered += 1
                     else:
-                        state.bare = sub.owner
+                        state.bare = sub
                         if strategy._shared:
                             state.bare = None
                             strategy._call(state, sub, event, None, 0)
@@ -295,13 +295,15 @@ class SyncDelivery:
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
             return
         owner = sub.owner
-        if not self._shared and state is self._solo:
-            state.bare = owner
-            try:
-                dispatcher.call(sub, event, delivery, index, state, reraise=True)
-            finally:
-                state.bare = None
-            return
+        if state is self._solo:
+            state.bare = sub  # announce first, then look at _shared (see the loop in _drain)
+            if not self._shared:
+                try:
+                    dispatcher.call(sub, event, delivery, index, state, reraise=True)
+                finally:
+                    state.bare = None
+                return
+            state.bare = None
         with owner.lock:
             self._wait_for_solo(state, owner)
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
@@ -310,7 +312,9 @@ class SyncDelivery:
         # Just after a second thread first posts, the first one may still be inside an
         # unlocked call of this subscriber; wait for that one call (once per bus).
         solo = self._solo
-        while solo is not None and solo is not state and solo.bare is owner:
+        if solo is None or solo is state:
+            return
+        while (bare := solo.bare) is not None and bare.owner is owner:
             time.sleep(0.0005)
 
     def _fail(self, state: ThreadState, exc: BaseException, sub: Subscription, event: object) -> None:

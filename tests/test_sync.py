@@ -606,3 +606,45 @@ def test_handlers_unregistering_each_other_on_two_threads_do_not_deadlock() -> N
     assert not any(poster.is_alive() for poster in posters), "the two posts deadlocked"
     assert not sync_bus.is_registered(on_ping)
     assert not sync_bus.is_registered(on_pong)
+
+
+def test_second_posting_thread_waits_for_the_first_threads_lock_free_call() -> None:
+    """While one thread has posted, it calls thread_safe=False handlers without a lock; a second
+    posting thread then waits until that call has returned before calling the same subscriber."""
+    bus = EventBus(strategy="sync")
+    entered, release = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    state = {"inside": 0, "high": 0, "calls": 0}
+
+    class Sub:
+        @subscribe(Ping)
+        def on_ping(self, event: Ping) -> None:
+            with lock:
+                state["inside"] += 1
+                state["calls"] += 1
+                state["high"] = max(state["high"], state["inside"])
+                first = state["calls"] == 1
+            if first:
+                entered.set()
+                assert release.wait(WAIT)
+            with lock:
+                state["inside"] -= 1
+
+    bus.register(Sub())
+    first = threading.Thread(target=bus.post, args=(Ping(),))  # the only poster so far: no lock taken
+    first.start()
+    assert entered.wait(WAIT)
+    second_done = threading.Event()
+
+    def post_second() -> None:
+        bus.post(Ping())  # the second posting thread: switches the bus to locks, waits for the first call
+        second_done.set()
+
+    second = threading.Thread(target=post_second)
+    second.start()
+    assert not second_done.wait(0.2)  # still waiting: the first call has not returned
+    release.set()
+    first.join(WAIT)
+    second.join(WAIT)
+    assert second_done.is_set()
+    assert (state["calls"], state["high"]) == (2, 1)
