@@ -918,6 +918,28 @@ async def eventbus_asyncio(n: int, clock: Callable[[], int]) -> tuple[int, int]:
     return elapsed, done.calls
 
 
+async def eventbus_apost(n: int, clock: Callable[[], int]) -> tuple[int, int]:
+    """eventbus asyncio strategy, posting with ``await bus.apost(event)`` (waits for room at 10,000 queued)."""
+    bus = EventBus(strategy="asyncio")
+    done = _Done(n)
+
+    class Subscriber:
+        @subscribe(Ping)
+        async def on_event(self, event: Ping) -> None:
+            done.hit()
+
+    bus.register(Subscriber())
+    event = Ping(n=0)
+    start = clock()
+    apost = bus.apost
+    for _ in repeat(None, n):
+        await apost(event)
+    await done.wait()
+    elapsed = clock() - start
+    await bus.ashutdown()
+    return elapsed, done.calls
+
+
 async def blinker_send_async(n: int, clock: Callable[[], int]) -> tuple[int, int]:
     """blinker: ``await signal.send_async(event)`` to an ``async def`` receiver."""
     import blinker
@@ -1016,6 +1038,7 @@ async def abxbus_emit(n: int, clock: Callable[[], int]) -> tuple[int, int]:
 
 ASYNC_CASES = [
     Case("eventbus asyncio", "eventbus", eventbus_asyncio),
+    Case("eventbus asyncio · apost", "eventbus", eventbus_apost),
     Case("loop.call_soon (sync handler)", "floor", call_soon_floor),
     Case("loop.create_task", "floor", create_task_floor),
     Case("blinker send_async", "peer", blinker_send_async, ("blinker",)),
