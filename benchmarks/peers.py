@@ -153,6 +153,28 @@ class Counter:
         self.calls += 1
 
 
+_counter_classes: dict[int, type[Counter]] = {0: Counter}
+
+
+def counter_class(key: int) -> type[Counter]:
+    """The handler class for topic number *key* (``Counter`` for 0), created once.
+
+    Each topic gets a class and a code object of its own, as the handlers of 1,000
+    event types in an application would be. Sharing one function across 1,000 handler
+    classes would instead make its inline caches miss on every call (CPython
+    specialises attribute access per class), a cost that belongs to the benchmark,
+    not to the bus: measured with eventbus, 1.35x for 1,000 types against 1.11x.
+    """
+    cls = _counter_classes.get(key)
+    if cls is None:
+        body = Counter.on_event
+        code = body.__code__.replace(co_name=f"on_event_{key}", co_qualname=f"Counter{key}.on_event")
+        handler = types.FunctionType(code, body.__globals__, "on_event")
+        namespace = {"__slots__": (), "on_event": handler, "__module__": __name__, "__qualname__": f"Counter{key}"}
+        cls = _counter_classes[key] = type(f"Counter{key}", (Counter,), namespace)
+    return cls
+
+
 class ThreadCounter:
     """A trivial handler for worker threads: ``next()`` on a C counter is atomic under the GIL."""
 
@@ -261,7 +283,7 @@ def eventbus_sync(typed: bool) -> Callable[[int, list[int]], SyncRun]:
         bus = EventBus(strategy="sync")
         subs: list[Any] = []
         for key in dict.fromkeys(keys):
-            sub_cls = eventbus_subscriber(typed_event(key) if typed else plain_event(key))
+            sub_cls = eventbus_subscriber(typed_event(key) if typed else plain_event(key), counter_class(key))
             for _ in range(handlers):
                 sub = sub_cls()
                 bus.register(sub)
@@ -278,7 +300,7 @@ def direct_call(handlers: int, keys: list[int]) -> SyncRun:
     counters: list[Counter] = []
     targets: dict[int, Callable[[Any], object]] = {}
     for key in dict.fromkeys(keys):
-        group = [Counter() for _ in range(handlers)]
+        group = [counter_class(key)() for _ in range(handlers)]
         counters.extend(group)
         if handlers == 1:
             targets[key] = group[0].on_event
@@ -299,7 +321,7 @@ def dict_loop(handlers: int, keys: list[int]) -> SyncRun:
     counters: list[Counter] = []
     for key in dict.fromkeys(keys):
         for _ in range(handlers):
-            counter = Counter()
+            counter = counter_class(key)()
             counters.append(counter)
             table.setdefault(plain_event(key), []).append(counter.on_event)
 
@@ -324,7 +346,7 @@ def psygnal_sync(fast: bool) -> Callable[[int, list[int]], SyncRun]:
         for key in dict.fromkeys(keys):
             emitter = Emitter()
             for _ in range(handlers):
-                counter = Counter()
+                counter = counter_class(key)()
                 counters.append(counter)
                 emitter.ping.connect(counter.on_event)
             emits[key] = emitter.ping.emit_fast if fast else emitter.ping.emit
@@ -342,7 +364,7 @@ def blinker_send(handlers: int, keys: list[int]) -> SyncRun:
     for key in dict.fromkeys(keys):
         signal = signals[key] = blinker.Signal()
         for _ in range(handlers):
-            counter = Counter()
+            counter = counter_class(key)()
             counters.append(counter)
             signal.connect(counter.on_event)
     return SyncRun(call_loop([(signals[k].send, PlainPing(k)) for k in keys]), _sum_calls(counters))
@@ -356,7 +378,7 @@ def pyee_emit(handlers: int, keys: list[int]) -> SyncRun:
     counters: list[Counter] = []
     for key in dict.fromkeys(keys):
         for _ in range(handlers):
-            counter = Counter()
+            counter = counter_class(key)()
             counters.append(counter)
             emitter.on(f"ping{key}", counter.on_event)
     return SyncRun(call_loop2([(emitter.emit, f"ping{k}", PlainPing(k)) for k in keys]), _sum_calls(counters))
@@ -373,7 +395,7 @@ def pypubsub_send(handlers: int, keys: list[int]) -> SyncRun:
     counters: list[Counter] = []
     for key in dict.fromkeys(keys):
         for _ in range(handlers):
-            counter = Counter()
+            counter = counter_class(key)()
             counters.append(counter)
             pub.subscribe(counter.on_event, f"{prefix}_ping{key}")
     items = [(f"{prefix}_ping{k}", PlainPing(k)) for k in keys]
@@ -402,7 +424,7 @@ def pydispatcher_send(handlers: int, keys: list[int]) -> SyncRun:
     connected: list[tuple[Callable[[object], None], str]] = []
     for key in dict.fromkeys(keys):
         for _ in range(handlers):
-            counter = Counter()
+            counter = counter_class(key)()
             counters.append(counter)
             dispatcher.connect(counter.on_event, signal=f"{prefix}.ping{key}")
             connected.append((counter.on_event, f"{prefix}.ping{key}"))
@@ -430,6 +452,10 @@ def _geet_subscriber_class(base: type) -> type:
         def process(self, eventobj: object) -> None:
             self.on_event(eventobj)
 
+    # A code object per class, for the reason given in counter_class().
+    process = GeetSubscriber.process
+    code = process.__code__.replace(co_name=f"process_{base.__name__}")
+    GeetSubscriber.process = types.FunctionType(code, process.__globals__, "process")  # type: ignore[method-assign]
     return GeetSubscriber
 
 
@@ -439,9 +465,9 @@ def geeteventbus_sync(handlers: int, keys: list[int]) -> SyncRun:
     from geeteventbus.eventbus import eventbus
 
     bus = eventbus(synchronus=True)
-    sub_cls = _geet_subscriber_class(Counter)
     counters: list[Any] = []
     for key in dict.fromkeys(keys):
+        sub_cls = _geet_subscriber_class(counter_class(key))
         for _ in range(handlers):
             sub = sub_cls()
             counters.append(sub)

@@ -162,6 +162,7 @@ class HandlerLoops:
             return run(coroutine_function(event))  # type: ignore[arg-type]  # an async def returns a coroutine
 
         call.__qualname__ = getattr(coroutine_function, "__qualname__", call.__qualname__)
+        call.__wrapped__ = coroutine_function  # type: ignore[attr-defined]  # read by Subscription.coroutine
         return call
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:

@@ -79,8 +79,8 @@ class EventBus:
     (``async with`` awaits `ashutdown`).
     """
 
-    # __dict__ lets the sync strategy install its single-frame post() on the
-    # instance (see __init__); everything else lives in slots.
+    # __dict__ lets __init__ install the one-frame register() and, on the sync
+    # strategy, post() on the instance; everything else lives in slots.
     __slots__ = ("__dict__", "_closed", "_dispatcher", "_registry", "_strategy", "_submit", "_watchers", "name")
 
     def __init__(
@@ -104,8 +104,12 @@ class EventBus:
         self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
-        if isinstance(self._strategy, SyncDelivery):
-            # The hot path of the sync strategy in one frame; shutdown() removes it again.
+        # Two hot paths installed on the instance, each to take one call instead of
+        # two; a subclass that overrides the method keeps its own.
+        if type(self).register is EventBus.register:
+            vars(self)["register"] = self._registry.add  # what register() below calls
+        if isinstance(self._strategy, SyncDelivery) and type(self).post is EventBus.post:
+            # The sync strategy's post in a single frame; shutdown() removes it again.
             vars(self)["post"] = self._strategy.fast_post(self._registry, self._post_slow, _MISSING)
         self._closed = False
         self._watchers = _waiting.Watchers()

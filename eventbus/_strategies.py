@@ -156,15 +156,15 @@ class SyncDelivery:
                 # Kept in step with the loop in fast_post(): plain handlers (active, no
                 # filter) are called inline; anything unusual goes through _call.
                 for sub in handlers:
-                    if not sub.plain:
-                        self._call(state, sub, event, None, 0)
-                    elif sub.thread_safe:
+                    if sub.fast:  # plain and thread-safe
                         try:
                             sub.callback(event)
                         except BaseException as exc:
                             self._fail(state, exc, sub, event)
                         else:
                             delivered += 1
+                    elif not sub.plain:
+                        self._call(state, sub, event, None, 0)
                     else:
                         # Announce the call before reading _shared, so that a second thread
                         # turning _shared on either sees us inside or finds us taking the lock.
@@ -233,15 +233,15 @@ class SyncDelivery:
             try:
                 # Kept in step with the loop in _drain().
                 for sub in handlers:
-                    if not sub.plain:
-                        strategy._call(state, sub, event, None, 0)
-                    elif sub.thread_safe:
+                    if sub.fast:  # plain and thread-safe
                         try:
                             sub.callback(event)
                         except BaseException as exc:
                             strategy._fail(state, exc, sub, event)
                         else:
                             delivered += 1
+                    elif not sub.plain:
+                        strategy._call(state, sub, event, None, 0)
                     else:
                         state.bare = sub
                         if strategy._shared:

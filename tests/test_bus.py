@@ -1064,3 +1064,34 @@ def test_threads_registering_while_posting_lose_no_subscriber(bus: EventBus) -> 
             # Its own thread registered it before posting these probes, so it must have them all.
             own = sorted(i for t, i in sub.probes if t == thread)
             assert own == [i for i in range(probe_every - 1, per_thread, probe_every) if i >= index], (thread, index)
+
+
+@pytest.mark.parametrize("strategy", ["sync", "concurrent"])
+def test_a_subclass_overriding_register_and_post_keeps_its_overrides(strategy: str) -> None:
+    """The one-frame register()/post() that a bus installs never hide a subclass's own."""
+    seen: list[str] = []
+
+    class Audited(EventBus):  # type: ignore[misc]  # final for type checkers; Python lets it happen
+        def register(self, subscriber: object) -> None:
+            seen.append("register")
+            super().register(subscriber)
+
+        def post(self, event: object, data: Any = None, /, *, timeout: float | None = None) -> None:
+            seen.append("post")
+            super().post(event, data, timeout=timeout)
+
+    class Sub:
+        def __init__(self) -> None:
+            self.got: list[object] = []
+
+        @subscribe("audited")
+        def on(self, message: Message) -> None:
+            self.got.append(message.data)
+
+    with Audited(strategy=strategy) as bus:  # type: ignore[arg-type]
+        sub = Sub()
+        bus.register(sub)
+        bus.post("audited", 1)
+        assert bus.join(WAIT)
+    assert seen == ["register", "post"]
+    assert sub.got == [1]

@@ -108,10 +108,13 @@ def test_add_is_idempotent_and_keyed_by_identity() -> None:
 
     registry = Registry()
     one, two = AlwaysEqual(), AlwaysEqual()
-    first = registry.add(one)
+    registry.add(one)
+    first = registry.record(one)
     assert first is not None
-    assert registry.add(one) is first
-    second = registry.add(two)
+    registry.add(one)
+    assert registry.record(one) is first
+    registry.add(two)
+    second = registry.record(two)
     assert second is not None
     assert second is not first
     assert registry.contains(one)
@@ -122,7 +125,9 @@ def test_add_is_idempotent_and_keyed_by_identity() -> None:
 def test_object_without_handlers_adds_nothing() -> None:
     """An object with no handlers is not recorded."""
     registry = Registry()
-    assert registry.add(object()) is None
+    plain = object()
+    registry.add(plain)
+    assert registry.record(plain) is None
     assert registry.records() == []
 
 
@@ -130,7 +135,8 @@ def test_remove_returns_the_record_or_none() -> None:
     """Removing returns the record once, then None; its subscriptions turn inactive."""
     registry = Registry()
     sub = Subscriber()
-    record = registry.add(sub)
+    registry.add(sub)
+    record = registry.record(sub)
     assert record is not None
     assert all(s.active for s in record.subscriptions)
     assert registry.remove(sub) is record
@@ -308,7 +314,10 @@ def test_registering_a_class_instead_of_an_instance_fails() -> None:
 
 def test_registering_a_class_without_handlers_adds_nothing() -> None:
     """A class object with no handlers is just an object with no handlers."""
-    assert Registry().add(int) is None
+    registry = Registry()
+    registry.add(int)
+    assert registry.record(int) is None
+    assert registry.records() == []
 
 
 def test_registering_a_bound_method_fails() -> None:
@@ -443,3 +452,70 @@ def test_a_staticmethod_handler_on_two_instances_is_called_for_each() -> None:
     for sub in handlers:
         sub.callback(Base())
     assert len(calls) == 2
+
+
+def test_objects_comparing_by_identity_are_their_own_keys_and_others_are_keyed_by_id() -> None:
+    """Both kinds of key live in one table without mixing up two subscribers."""
+
+    class EqualToAll(Subscriber):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash(id(self))  # the same hash as its id() key, on purpose
+
+    registry = Registry()
+    plain, odd = Subscriber(), EqualToAll()
+    registry.add(plain)
+    registry.add(odd)
+    assert registry.record(plain) is not registry.record(odd)
+    assert registry.record(plain) is not None
+    assert registry.record(odd) is not None
+    assert registry.record(EqualToAll()) is None
+    assert registry.remove(odd) is not None
+    assert registry.contains(plain)
+    assert not registry.contains(odd)
+
+
+def test_a_registration_plan_is_dropped_with_its_class() -> None:
+    """The per-class fast path does not keep classes defined at run time alive."""
+    import gc
+    import weakref
+
+    from eventbus import _registry
+
+    def make() -> weakref.ref[type]:
+        class Temporary:
+            @subscribe(Base)
+            def on_base(self, event: Base) -> None:
+                pass
+
+        registry = Registry()
+        registry.add(Temporary())
+        assert id(Temporary) in _registry._instance_plans
+        return weakref.ref(Temporary)
+
+    ref = make()
+    gc.collect()
+    assert ref() is None
+    assert len(_registry._instance_plans) == len(_registry._instance_plan_refs)
+    assert all(r() is not None for r in _registry._instance_plan_refs.values())
+
+
+def test_a_decorated_bound_method_is_refused_even_after_an_undecorated_one() -> None:
+    """The plan cache never learns a bound method's class: both kinds keep their answer."""
+
+    class Holder:
+        def plain(self, event: Base) -> None:
+            pass
+
+        @subscribe(Base)
+        def handler(self, event: Base) -> None:
+            pass
+
+    registry = Registry()
+    holder = Holder()
+    registry.add(holder.plain)  # no handlers: nothing happens
+    assert registry.records() == []
+    with pytest.raises(SubscriptionError, match="bound method"):
+        registry.add(holder.handler)
