@@ -112,14 +112,15 @@ class Subscription:
 
     # Seven slots (88 bytes): what differs per subscriber, plus the flags the hot
     # paths test. The rest is shared with every instance of the class (Binding).
-    __slots__ = ("_binding", "active", "callback", "fast", "owner", "plain", "seq")
+    __slots__ = ("active", "binding", "callback", "fast", "owner", "plain", "seq")
 
     def __init__(self, owner: Subscriber, callback: Callable[[Any], object], binding: Binding, seq: int) -> None:
         self.owner = owner
         self.callback = callback
         """What the thread-based strategies call; for an ``async def`` handler, a blocking
         wrapper whose ``__wrapped__`` is the bound coroutine function."""
-        self._binding = binding
+        self.binding = binding
+        """What the handler subscribed to and how, shared by every instance of its class."""
         self.seq = seq
         """Registration order, which breaks ties between equal priorities."""
         self.active = True
@@ -132,17 +133,17 @@ class Subscription:
     @property
     def name(self) -> str:
         """The handler's qualified name, for example ``"Billing.charge"``."""
-        return self._binding.name
+        return self.binding.name
 
     @property
     def thread_safe(self) -> bool:
         """Whether the handler may run on several threads at once for one subscriber."""
-        return self._binding.thread_safe
+        return self.binding.thread_safe
 
     @property
     def coroutine(self) -> Callable[[Any], Awaitable[object]] | None:
         """The ``async def`` handler itself (bound), or `None` for a plain handler."""
-        if self._binding.is_async:
+        if self.binding.is_async:
             coroutine: Callable[[Any], Awaitable[object]] = self.callback.__wrapped__  # type: ignore[attr-defined]  # see HandlerLoops.blocking
             return coroutine
         return None
@@ -150,17 +151,17 @@ class Subscription:
     @property
     def key(self) -> type | str:
         """The event class or topic string it subscribed to."""
-        return self._binding.key
+        return self.binding.key
 
     @property
     def priority(self) -> int:
         """Handlers with a higher priority are called first."""
-        return self._binding.priority
+        return self.binding.priority
 
     @property
     def when(self) -> Callable[[Any], bool] | None:
         """The ``when=`` filter, or `None`."""
-        return self._binding.when
+        return self.binding.when
 
     @property
     def subscriber(self) -> object:

@@ -291,7 +291,7 @@ class SyncDelivery:
     ) -> None:
         dispatcher = self._dispatcher
         assert dispatcher is not None
-        if sub.thread_safe:
+        if sub.binding.thread_safe:
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
             return
         owner = sub.owner

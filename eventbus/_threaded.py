@@ -232,7 +232,7 @@ class _ThreadPoolDelivery:
         try:
             if self._closed:
                 raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
-            if key is None and len(handlers) == 1 and not handlers[0].thread_safe:
+            if key is None and len(handlers) == 1 and not handlers[0].binding.thread_safe:
                 # One thread_safe=False handler: the event goes straight into its
                 # subscriber's line (a mailbox), and only the worker serving that line
                 # touches it, instead of one worker parking it for another.
@@ -440,7 +440,7 @@ class _ThreadPoolDelivery:
     def _run_job(self, job: _Job, index: int, state: ThreadState) -> None:
         event, handlers, delivery, keyed = job
         for position, sub in enumerate(handlers):
-            if sub.thread_safe:
+            if sub.binding.thread_safe:
                 self._call(sub, event, delivery, position, index, state)
                 continue
             owner = sub.owner
