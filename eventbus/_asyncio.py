@@ -761,7 +761,7 @@ class AsyncioDelivery:
                     if not sub.binding.is_async:
                         call(sub, event, delivery, position, state, reraise=False)
                     else:
-                        coroutine = sub.callback.__wrapped__  # type: ignore[attr-defined]  # Subscription.coroutine, inlined
+                        coroutine = sub.target.__wrapped__  # Subscription.coroutine, inlined
                         if sub.plain and delivery is None:
                             try:
                                 await coroutine(event)

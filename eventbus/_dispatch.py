@@ -104,8 +104,8 @@ class ThreadState:
         self.dead = 0
         self.dispatching = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.bare: Subscription | None = None
-        """The handler this thread is calling without its subscriber's lock (sync strategy)."""
+        self.bare: tuple[Subscription, ...] | None = None
+        """The handlers this thread is calling without their subscribers' locks (sync strategy)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
 
@@ -175,7 +175,7 @@ class Dispatcher:
                 if delivery is not None:
                     delivery._settle(index)
                 return
-            value = sub.callback(event)
+            value = sub.func(sub.target, event)
         except BaseException as exc:
             state.failed += 1
             # on_error sees the failure before the Delivery settles, so that whoever

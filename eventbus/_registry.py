@@ -110,15 +110,22 @@ class Subscription:
     Returned by ``EventBus.subscribers()``; read-only for users.
     """
 
-    # Seven slots (88 bytes): what differs per subscriber, plus the flags the hot
-    # paths test. The rest is shared with every instance of the class (Binding).
-    __slots__ = ("active", "binding", "callback", "fast", "owner", "plain", "seq")
+    # Eight slots (96 bytes): what differs per subscriber, plus the flags the hot
+    # paths test. The rest is shared with every instance of the class (Binding), and
+    # the handler is called as func(target, event), so no bound method is kept.
+    __slots__ = ("active", "binding", "fast", "func", "owner", "plain", "seq", "target")
 
-    def __init__(self, owner: Subscriber, callback: Callable[[Any], object], binding: Binding, seq: int) -> None:
+    def __init__(
+        self, owner: Subscriber, func: Callable[[Any, Any], object], target: Any, binding: Binding, seq: int
+    ) -> None:
         self.owner = owner
-        self.callback = callback
-        """What the thread-based strategies call; for an ``async def`` handler, a blocking
-        wrapper whose ``__wrapped__`` is the bound coroutine function."""
+        self.func = func
+        """Called as ``func(target, event)``: the class's function for a method handler
+        (shared by every instance), a small caller otherwise."""
+        self.target = target
+        """The instance of a method handler; the function itself for a plain function;
+        for an ``async def`` handler, a blocking wrapper whose ``__wrapped__`` is the
+        bound coroutine function."""
         self.binding = binding
         """What the handler subscribed to and how, shared by every instance of its class."""
         self.seq = seq
@@ -141,10 +148,22 @@ class Subscription:
         return self.binding.thread_safe
 
     @property
+    def callback(self) -> Callable[[Any], object]:
+        """The handler as a one-argument callable, as the thread-based strategies run it.
+
+        A bound method for a method handler (made on each access), the function
+        itself for a plain function, a blocking wrapper for an ``async def`` handler.
+        """
+        if self.func is _call_target:
+            target: Callable[[Any], object] = self.target
+            return target
+        return types.MethodType(self.func, self.target)
+
+    @property
     def coroutine(self) -> Callable[[Any], Awaitable[object]] | None:
         """The ``async def`` handler itself (bound), or `None` for a plain handler."""
         if self.binding.is_async:
-            coroutine: Callable[[Any], Awaitable[object]] = self.callback.__wrapped__  # type: ignore[attr-defined]  # see HandlerLoops.blocking
+            coroutine: Callable[[Any], Awaitable[object]] = self.target.__wrapped__  # see HandlerLoops.blocking
             return coroutine
         return None
 
@@ -183,6 +202,30 @@ class _Handler:
     bindings: tuple[Binding, ...]  # one per key it subscribed to
     name: str
     is_async: bool  # an async def handler: decided once, at the scan
+    call: Callable[[Any, Any], object] | None = None
+    """How a method handler is called: ``call(instance, event)``, one for all instances."""
+
+
+def _call_target(target: Callable[[Any], object], event: object) -> object:
+    """`Subscription.func` of a handler that is itself the target: a plain function or a wrapper."""
+    return target(event)
+
+
+def _method_call(raw: object, func: Callable[..., object], cls: type) -> Callable[[Any, Any], object]:
+    """``call(instance, event)`` for the handler *func* found on *cls* as *raw*."""
+    if isinstance(raw, staticmethod):
+
+        def call_static(instance: object, event: object) -> object:
+            return func(event)
+
+        return call_static
+    if isinstance(raw, classmethod):
+
+        def call_class(instance: object, event: object) -> object:
+            return func(cls, event)
+
+        return call_class
+    return func  # a plain def: func(instance, event) is the call a bound method makes
 
 
 def _resolve_annotation(func: Callable[..., object], param: str, owner_cls: type | None) -> tuple[bool, object]:
@@ -348,9 +391,8 @@ def scan_class(cls: type) -> tuple[_Handler, ...]:
         where = f"{cls.__qualname__}.{attr}"
         found = _scan_callable(func, skip, where, cls, None)
         if found is not None:
-            handlers.append(
-                _Handler(attr=attr, func=found.func, bindings=found.bindings, name=found.name, is_async=found.is_async)
-            )
+            call = _method_call(raw, found.func, cls)
+            handlers.append(_Handler(attr, found.func, found.bindings, found.name, found.is_async, call))
     result = tuple(handlers)
     with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
         _scan_cache[cls] = result
@@ -516,7 +558,7 @@ class Registry:
             only = plan.only
             if only is not None:  # one method, one key
                 binding = only.bindings[0]
-                sub = Subscription(record, getattr(obj, only.attr), binding, next(self._seq))  # type: ignore[arg-type]  # attr is set for methods
+                sub = Subscription(record, only.call, obj, binding, next(self._seq))  # type: ignore[arg-type]  # set for methods
                 record._subs = sub
                 key = binding.key  # _file(), inlined
                 table: dict[Any, list[Subscription]] = self._by_topic if isinstance(key, str) else self._by_type
@@ -537,12 +579,17 @@ class Registry:
     ) -> Subscription | tuple[Subscription, ...]:
         subs: list[Subscription] = []
         for handler in handlers:
-            callback: Any = obj if handler.attr is None else getattr(obj, handler.attr)
+            func: Callable[[Any, Any], object] = _call_target
+            target: Any = obj
             if handler.is_async:
-                # One wrapper per handler: every key of it shares the callback (see _order).
-                callback = self.loops.blocking(callback)
+                # One wrapper per handler: every key of it shares the target (see _order).
+                coroutine: Any = obj if handler.attr is None else getattr(obj, handler.attr)
+                target = self.loops.blocking(coroutine)
+            elif handler.attr is not None:
+                assert handler.call is not None, "a method handler has its call"
+                func = handler.call
             for binding in handler.bindings:
-                sub = Subscription(record, callback, binding, next(self._seq))
+                sub = Subscription(record, func, target, binding, next(self._seq))
                 subs.append(sub)
                 self._file(binding.key, sub)
         return subs[0] if len(subs) == 1 else tuple(subs)
@@ -651,12 +698,12 @@ def _static_topic(cls: type) -> str | None:
 def _order(subs: list[Subscription]) -> tuple[Subscription, ...]:
     """Sort by priority (descending) then registration order, keeping one call per handler."""
     subs.sort(key=lambda s: (-s.priority, s.seq))
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int, int]] = set()
     out: list[Subscription] = []
     for sub in subs:
-        # Every key of one handler of one subscriber shares one callback object (see
-        # Registry.add); the owner tells apart two instances sharing a staticmethod.
-        ident = (id(sub.owner), id(sub.callback))
+        # Every key of one handler of one subscriber shares one func and one target
+        # (see Registry.add); different handlers differ in func or target.
+        ident = (id(sub.owner), id(sub.func), id(sub.target))
         if ident not in seen:
             seen.add(ident)
             out.append(sub)

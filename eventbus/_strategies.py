@@ -153,35 +153,38 @@ class SyncDelivery:
                 if delivery is not None:
                     self._deliver_tracked(state, event, handlers, delivery)
                     continue
-                # Kept in step with the loop in fast_post(): plain handlers (active, no
-                # filter) are called inline; anything unusual goes through _call.
-                for sub in handlers:
-                    if sub.fast:  # plain and thread-safe
-                        try:
-                            sub.callback(event)
-                        except BaseException as exc:
-                            self._fail(state, exc, sub, event)
+                # Kept in step with the loop in fast_post(). Announce the event's
+                # handlers before reading _shared, so that a second thread turning
+                # _shared on either sees us inside them or finds us taking locks.
+                state.bare = handlers
+                if self._shared:
+                    state.bare = None
+                    for sub in handlers:
+                        if sub.fast:  # plain and thread-safe: no lock needed
+                            try:
+                                sub.func(sub.target, event)
+                            except BaseException as exc:
+                                self._fail(state, exc, sub, event)
+                            else:
+                                delivered += 1
                         else:
-                            delivered += 1
-                    elif not sub.plain:
-                        self._call(state, sub, event, None, 0)
-                    else:
-                        # Announce the call before reading _shared, so that a second thread
-                        # turning _shared on either sees us inside or finds us taking the lock.
-                        state.bare = sub
-                        if self._shared:
-                            state.bare = None
                             self._call(state, sub, event, None, 0)
-                            continue
+                    continue
+                # Only this thread has ever posted: plain handlers (active, no filter)
+                # are called inline and without locks; anything unusual goes through _call.
+                for sub in handlers:
+                    if sub.plain:
                         try:
-                            sub.callback(event)
+                            sub.func(sub.target, event)
                         except BaseException as exc:
-                            state.bare = None
                             self._fail(state, exc, sub, event)
                         else:
-                            state.bare = None
                             delivered += 1
+                    else:
+                        self._call(state, sub, event, None, 0)
+                state.bare = None
         except BaseException:
+            state.bare = None
             self._strand(queue)
             raise
         finally:
@@ -231,34 +234,36 @@ class SyncDelivery:
             state.dispatching = True
             delivered = 0
             try:
-                # Kept in step with the loop in _drain().
-                for sub in handlers:
-                    if sub.fast:  # plain and thread-safe
-                        try:
-                            sub.callback(event)
-                        except BaseException as exc:
-                            strategy._fail(state, exc, sub, event)
+                # Kept in step with the loop in _drain(): announce, then read _shared.
+                state.bare = handlers
+                if strategy._shared:
+                    state.bare = None
+                    for sub in handlers:
+                        if sub.fast:
+                            try:
+                                sub.func(sub.target, event)
+                            except BaseException as exc:
+                                strategy._fail(state, exc, sub, event)
+                            else:
+                                delivered += 1
                         else:
-                            delivered += 1
-                    elif not sub.plain:
-                        strategy._call(state, sub, event, None, 0)
-                    else:
-                        state.bare = sub
-                        if strategy._shared:
-                            state.bare = None
                             strategy._call(state, sub, event, None, 0)
-                            continue
-                        try:
-                            sub.callback(event)
-                        except BaseException as exc:
-                            state.bare = None
-                            strategy._fail(state, exc, sub, event)
+                else:
+                    for sub in handlers:
+                        if sub.plain:
+                            try:
+                                sub.func(sub.target, event)
+                            except BaseException as exc:
+                                strategy._fail(state, exc, sub, event)
+                            else:
+                                delivered += 1
                         else:
-                            state.bare = None
-                            delivered += 1
+                            strategy._call(state, sub, event, None, 0)
+                    state.bare = None
                 if state.queue:  # posts made by the handlers, breadth-first
                     strategy._drain(state)
             except BaseException:
+                state.bare = None
                 strategy._strand(state.queue)
                 raise
             finally:
@@ -296,25 +301,36 @@ class SyncDelivery:
             return
         owner = sub.owner
         if state is self._solo:
-            state.bare = sub  # announce first, then look at _shared (see the loop in _drain)
             if not self._shared:
-                try:
+                if state.bare is not None:  # inside an announced loop, whose handlers include sub
                     dispatcher.call(sub, event, delivery, index, state, reraise=True)
-                finally:
-                    state.bare = None
-                return
-            state.bare = None
+                    return
+                state.bare = (sub,)  # announce first, then look at _shared again (see the loop in _drain)
+                if self._alone():
+                    try:
+                        dispatcher.call(sub, event, delivery, index, state, reraise=True)
+                    finally:
+                        state.bare = None
+                    return
+                state.bare = None
+        else:
+            self._wait_for_solo(state, owner)  # before the lock: the first thread may need it
         with owner.lock:
-            self._wait_for_solo(state, owner)
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
+
+    def _alone(self) -> bool:
+        # `not self._shared`, read afresh (a type checker would take an inline re-read
+        # for the value it has just narrowed).
+        return not self._shared
 
     def _wait_for_solo(self, state: ThreadState, owner: Subscriber) -> None:
         # Just after a second thread first posts, the first one may still be inside an
-        # unlocked call of this subscriber; wait for that one call (once per bus).
+        # unlocked delivery that includes this subscriber; wait for it (once per bus).
+        # Called without holding owner's lock: that delivery may need the lock itself.
         solo = self._solo
         if solo is None or solo is state:
             return
-        while (bare := solo.bare) is not None and bare.owner is owner:
+        while (bare := solo.bare) is not None and any(sub.owner is owner for sub in bare):
             time.sleep(0.0005)
 
     def _fail(self, state: ThreadState, exc: BaseException, sub: Subscription, event: object) -> None:
@@ -334,8 +350,9 @@ class SyncDelivery:
         state = self._state()
         if state.dispatching:
             return
-        with subscriber.lock:
-            self._wait_for_solo(state, subscriber)
+        self._wait_for_solo(state, subscriber)  # its unlocked calls on the first thread
+        with subscriber.lock:  # and its locked calls anywhere
+            pass
 
     def join(self, timeout: float | None) -> bool:
         """Deliver stranded events on this thread, then wait until no other thread is mid-delivery."""

@@ -414,7 +414,7 @@ class _ThreadPoolDelivery:
                             if not sub.fast:  # unregistered since the look above
                                 continue
                             try:
-                                sub.callback(event)
+                                sub.func(sub.target, event)
                             except BaseException as exc:
                                 state.failed += 1
                                 dispatcher.report(exc, sub, event)
@@ -500,7 +500,7 @@ class _ThreadPoolDelivery:
         calling[index] = sub.owner
         if delivery is None and sub.plain:
             try:
-                sub.callback(event)
+                sub.func(sub.target, event)
             except BaseException as exc:
                 state.failed += 1
                 assert self._dispatcher is not None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any, Generic, TypeVar
 
 import pytest
 
-from eventbus import DeadEvent, Event, Message, Subscription, SubscriptionError, subscribe
+from eventbus import DeadEvent, Event, EventBus, Message, Subscription, SubscriptionError, subscribe
 from eventbus._registry import _MAX_CACHED_KEYS, Registry, key_of, scan_class
 
 from . import future_subscribers as future
@@ -519,3 +520,43 @@ def test_a_decorated_bound_method_is_refused_even_after_an_undecorated_one() -> 
     assert registry.records() == []
     with pytest.raises(SubscriptionError, match="bound method"):
         registry.add(holder.handler)
+
+
+def test_a_class_method_handler_receives_the_class_of_the_registered_instance() -> None:
+    """A classmethod handler inherited by a subclass is called with the subclass, as getattr would bind it."""
+    seen: list[type] = []
+
+    class Holder:
+        @subscribe(Base)
+        @classmethod
+        def klass(cls, event: Base) -> None:
+            seen.append(cls)
+
+    class Child(Holder):
+        pass
+
+    bus = EventBus(strategy="sync")
+    bus.register(Holder())
+    bus.register(Child())
+    bus.post(Base())
+    assert seen == [Holder, Child]
+
+
+def test_the_bus_calls_the_method_the_class_defines_not_an_instance_attribute() -> None:
+    """Shadowing a handler on the instance changes nothing: handlers are declared by the class."""
+    calls: list[str] = []
+
+    class Holder:
+        @subscribe(Base)
+        def on_base(self, event: Base) -> None:
+            calls.append("class")
+
+    holder = Holder()
+    holder.on_base = lambda event: calls.append("instance")  # type: ignore[method-assign]
+    bus = EventBus(strategy="sync")
+    bus.register(holder)
+    bus.post(Base())
+    assert calls == ["class"]
+    (sub,) = bus.subscribers(Base)
+    assert sub.target is holder
+    assert sub.callback == types.MethodType(Holder.on_base, holder)

@@ -648,3 +648,87 @@ def test_second_posting_thread_waits_for_the_first_threads_lock_free_call() -> N
     second.join(WAIT)
     assert second_done.is_set()
     assert (state["calls"], state["high"]) == (2, 1)
+
+
+def test_handoff_while_the_first_thread_still_needs_the_subscribers_lock_later_in_the_same_event() -> None:
+    """The second thread waits for the first thread's unlocked delivery without holding the
+    subscriber's lock, so that delivery can still take the lock for a filtered handler after it."""
+    bus = EventBus(strategy="sync")
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+    lock = threading.Lock()
+    inside = {"now": 0, "high": 0}
+
+    def enter(name: str) -> None:
+        with lock:
+            calls.append(name)
+            inside["now"] += 1
+            inside["high"] = max(inside["high"], inside["now"])
+
+    def leave() -> None:
+        with lock:
+            inside["now"] -= 1
+
+    class Sub:
+        @subscribe(Ping, priority=1)
+        def first(self, event: Ping) -> None:
+            enter("first")
+            if not entered.is_set():
+                entered.set()
+                assert release.wait(WAIT)
+            leave()
+
+        @subscribe(Ping, when=lambda event: True)  # filtered: goes through the locking path
+        def filtered(self, event: Ping) -> None:
+            enter("filtered")
+            leave()
+
+    bus.register(Sub())
+    first = threading.Thread(target=bus.post, args=(Ping(),), daemon=True)
+    first.start()
+    assert entered.wait(WAIT)
+    second = threading.Thread(target=bus.post, args=(Ping(),), daemon=True)
+    second.start()
+    release.set()
+    first.join(WAIT)
+    second.join(WAIT)
+    assert not first.is_alive(), "the first poster deadlocked"
+    assert not second.is_alive(), "the second poster deadlocked"
+    assert sorted(calls) == ["filtered", "filtered", "first", "first"]
+    assert inside["high"] == 1
+
+
+def test_unregister_on_another_thread_waits_for_the_first_threads_unlocked_call() -> None:
+    """unregister() returns only after a lock-free call of the subscriber has returned."""
+    bus = EventBus(strategy="sync")
+    entered, release, unregistered = threading.Event(), threading.Event(), threading.Event()
+    returned: list[bool] = []
+
+    class Sub:
+        @subscribe(Ping)
+        def on_ping(self, event: Ping) -> None:
+            entered.set()
+            assert release.wait(WAIT)
+            returned.append(True)
+
+    sub = Sub()
+    bus.register(sub)
+    poster = threading.Thread(target=bus.post, args=(Ping(),), daemon=True)
+    poster.start()
+    assert entered.wait(WAIT)
+
+    def unregister() -> None:
+        assert bus.unregister(sub)
+        unregistered.set()
+
+    remover = threading.Thread(target=unregister, daemon=True)
+    remover.start()
+    assert not unregistered.wait(0.2)  # still inside the handler
+    assert returned == []
+    release.set()
+    assert unregistered.wait(WAIT)
+    assert returned == [True]
+    poster.join(WAIT)
+    remover.join(WAIT)
+    bus.post(Ping())  # unregistered: not called again
+    assert returned == [True]
