@@ -64,7 +64,6 @@ EXIT_STALL_SECONDS: Final = 5.0
 """At interpreter exit, give up draining once no event has finished for this long."""
 
 _STOP: Final = object()  # put on the run queue once per worker to end it
-_LINE_BATCH: Final = 64  # parked calls a worker takes from a subscriber line per lock section
 
 
 class _KeyedWork:
@@ -84,14 +83,23 @@ _Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | Non
 
 
 class _Line:
-    """The waiting line of one subscriber's ``thread_safe=False`` handler calls."""
+    """The waiting line of one subscriber's ``thread_safe=False`` handler calls.
 
-    __slots__ = ("busy", "calls", "remaining")
+    It takes no lock of the pool's. Whoever holds `claim` is the line's only
+    runner: a worker running one of its calls, or the worker it was handed to
+    through the run queue. A poster appends its call and then tries the claim
+    without blocking: if it gets it, the line was idle and it puts the line on
+    the run queue; if not, the holder will run the call. A runner that finds
+    `calls` empty releases the claim and then looks once more, so a call appended
+    just before the release is never left behind: either the runner sees it and
+    takes the claim back, or the poster's own try succeeds.
+    """
+
+    __slots__ = ("calls", "claim")
 
     def __init__(self) -> None:
-        self.busy = False
         self.calls: deque[_Parked] = deque()
-        self.remaining = 0  # calls of the batch being drained that have not started yet
+        self.claim = threading.Lock()
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -159,11 +167,16 @@ class _ThreadPoolDelivery:
     until it returns. ``_lock`` guards the rarer structures: key lines,
     subscriber lines, and the conditions that blocked callers wait on.
 
-    ``max_queued`` bounds the units waiting to start: the run queue's length plus
-    ``_held`` (events waiting in key lines and calls parked in subscriber lines).
-    With one posting thread the bound is exact; posts racing on several threads
-    may each pass the check at once, so it can be exceeded by at most one event
-    per concurrent poster.
+    ``max_queued`` bounds the units waiting to start: the events in the run
+    queue (not the subscriber lines there), ``_held`` (events waiting in key
+    lines) and the calls parked in subscriber lines, counted by ``_parked``.
+    ``_parked`` and ``_queued_lines`` are deques used as counters: ``append``,
+    ``pop`` and ``len`` are atomic under the GIL, so the lines need no lock. A
+    poster appends a ``_parked`` token before it appends its call, and a worker
+    pops one just before the call starts, so the count never runs low. With one
+    posting thread the bound is exact; posts racing on several threads may each
+    pass the check at once, so it can be exceeded by at most one event per
+    concurrent poster.
     """
 
     _key_of: Callable[[object], Hashable | None]
@@ -182,9 +195,9 @@ class _ThreadPoolDelivery:
         self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
         self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for every unit to finish
         self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
-        self._held = 0  # units waiting outside the run queue: in key lines and subscriber lines
-        self._lines_queued = 0  # subscriber lines sitting in the run queue (not events themselves)
-        self._draining: tuple[_Line, ...] = ()  # lines a worker is draining a batch of (copy-on-write)
+        self._held = 0  # events waiting in key lines (under _lock)
+        self._parked: deque[None] = deque()  # one token per call parked in a subscriber line
+        self._queued_lines: deque[None] = deque()  # one token per subscriber line in the run queue
         self._room_waiters = 0  # posts blocked for room (workers notify only when someone waits)
         self._joiners = 0  # join()/shutdown() calls waiting for every unit to finish
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
@@ -237,27 +250,23 @@ class _ThreadPoolDelivery:
                 # subscriber's line (a mailbox), and only the worker serving that line
                 # touches it, instead of one worker parking it for another.
                 sub = handlers[0]
-                with self._lock:
-                    if len(self._items) - self._lines_queued + self._held >= self.max_queued or (
-                        self._draining and self._waiting() >= self.max_queued
-                    ):
-                        self._wait_for_room(timeout, locked=True)
-                    state.posted += 1
-                    line = sub.owner.lane
-                    if line is None:
-                        line = sub.owner.lane = _Line()
-                    assert isinstance(line, _Line)
-                    line.calls.append((sub, event, delivery, 0, None))
-                    self._held += 1
-                    if not line.busy:
-                        line.busy = True
-                        self._lines_queued += 1
-                        self._runq.put(line)
+                # No lock: the room check reads counters that only posts raise, so with
+                # one posting thread what it sees can only grow roomier, and the line is
+                # lock-free (see _Line).
+                if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
+                    self._wait_for_room(timeout)
+                line = sub.owner.lane
+                if line is None:
+                    line = self._new_line(sub.owner)
+                assert isinstance(line, _Line)
+                state.posted += 1
+                self._parked.append(None)
+                line.calls.append((sub, event, delivery, 0, None))
+                if line.claim.acquire(False):
+                    self._queue_line(line)
                 return
             if key is None:
-                if len(self._items) - self._lines_queued + self._held >= self.max_queued or (
-                    self._draining and self._waiting() >= self.max_queued
-                ):
+                if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
                     self._wait_for_room(timeout)
                 state.posted += 1
                 self._runq.put((event, handlers, delivery, None))
@@ -280,6 +289,31 @@ class _ThreadPoolDelivery:
                 with self._lock:
                     self._settled.notify_all()
             raise
+
+    def _queue_line(self, line: _Line) -> None:
+        # The caller holds line.claim, which passes to the worker that takes the line.
+        self._queued_lines.append(None)
+        self._runq.put(line)
+
+    def _release_line(self, line: _Line) -> None:
+        # The caller holds line.claim and is done running: hand the line on if calls
+        # wait in it, else let it go and look once more (see _Line).
+        claim = line.claim
+        while True:
+            if line.calls:
+                self._queue_line(line)
+                return
+            claim.release()
+            if not (line.calls and claim.acquire(False)):
+                return
+
+    def _new_line(self, owner: Subscriber) -> _Line:
+        with self._lock:  # two posts may meet the subscriber's first call at once
+            line = owner.lane
+            if line is None:
+                line = owner.lane = _Line()
+        assert isinstance(line, _Line)
+        return line
 
     def _wait_for_room(self, timeout: float | None, *, locked: bool = False) -> None:
         if threading.get_ident() in self._worker_ids:
@@ -359,10 +393,8 @@ class _ThreadPoolDelivery:
 
     def _waiting(self) -> int:
         # Units not yet started: events in the run queue (not the lines there), events in
-        # key lines and calls parked in subscriber lines, and calls of batches being drained.
-        waiting = len(self._items) - self._lines_queued + self._held
-        for line in self._draining:
-            waiting += line.remaining
+        # key lines and calls parked in subscriber lines.
+        waiting = len(self._items) - len(self._queued_lines) + self._held + len(self._parked)
         return waiting if waiting > 0 else 0
 
     def _finished_total(self) -> int:
@@ -428,7 +460,9 @@ class _ThreadPoolDelivery:
                                 self._settled.notify_all()
                                 self._stop_if_idle()
                         continue
-                    self._run_job(item, index, state)
+                    job: _Job | None = item
+                    while job is not None:  # a keyed event's successor follows on this worker
+                        job = self._run_job(job, index, state)
                 elif item is _STOP:
                     return
                 else:
@@ -437,59 +471,52 @@ class _ThreadPoolDelivery:
             except BaseException as exc:  # never let a worker die; this is a bug in eventbus itself
                 logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
 
-    def _run_job(self, job: _Job, index: int, state: ThreadState) -> None:
+    def _run_job(self, job: _Job, index: int, state: ThreadState) -> _Job | None:
         event, handlers, delivery, keyed = job
         for position, sub in enumerate(handlers):
             if sub.binding.thread_safe:
                 self._call(sub, event, delivery, position, index, state)
                 continue
-            owner = sub.owner
-            with self._lock:
-                line = owner.lane
-                if line is None:
-                    line = owner.lane = _Line()
-                assert isinstance(line, _Line)
-                if line.busy:  # park the call; the worker that frees the line will run it
-                    line.calls.append((sub, event, delivery, position, keyed))
-                    self._held += 1
-                    state.submitted += 1
-                    if keyed is not None:
-                        keyed.pending += 1
-                    continue
-                line.busy = True
-            self._call(sub, event, delivery, position, index, state)
-            with self._lock:
-                if line.calls:
-                    self._runq.put(line)  # it stays busy: the worker that takes it drains it
-                    self._lines_queued += 1
-                else:
-                    line.busy = False
-        self._finish(keyed, state)
+            line = sub.owner.lane
+            if line is None:
+                line = self._new_line(sub.owner)
+            assert isinstance(line, _Line)
+            if not line.calls and line.claim.acquire(False):
+                # The subscriber is idle: run the call here, then hand on what arrived meanwhile.
+                self._call(sub, event, delivery, position, index, state)
+                self._release_line(line)
+                continue
+            # Park the call (one more unit) for the line's runner, or take the line to
+            # the run queue if it was let go meanwhile.
+            state.submitted += 1
+            if keyed is not None:
+                with self._lock:
+                    keyed.pending += 1
+            self._parked.append(None)
+            line.calls.append((sub, event, delivery, position, keyed))
+            if line.claim.acquire(False):
+                self._queue_line(line)
+        return self._finish(keyed, state, keep=True)
 
     def _run_line(self, line: _Line, index: int, state: ThreadState) -> None:
-        # Take the parked calls in batches, one lock section per batch: they are calls
-        # of one subscriber, which run one at a time anyway. A call of the batch counts
-        # as waiting (line.remaining) until it starts.
-        calls = line.calls
-        with self._lock:
-            self._lines_queued -= 1
-            self._draining = (*self._draining, line)
+        # This worker took the line from the run queue, and its claim with it: run the
+        # parked calls until none is left, then let the line go (see _Line).
+        self._queued_lines.pop()
+        calls, parked, claim = line.calls, self._parked, line.claim
         while True:
-            with self._lock:
-                if not calls:
-                    line.busy = False
-                    self._draining = tuple(d for d in self._draining if d is not line)
-                    return
-                batch = [calls.popleft() for _ in range(min(len(calls), _LINE_BATCH))]
-                line.remaining = len(batch)
-                self._held -= len(batch)
-            for sub, event, delivery, position, keyed in batch:
-                line.remaining -= 1  # only this thread writes it
-                if self._room_waiters:
-                    with self._lock:
-                        self._room.notify()
-                self._call(sub, event, delivery, position, index, state)
-                self._finish(keyed, state)
+            try:
+                sub, event, delivery, position, keyed = calls.popleft()
+            except IndexError:
+                claim.release()
+                if calls and claim.acquire(False):
+                    continue  # a call arrived just before the release, and its poster missed the claim
+                return
+            parked.pop()  # the call starts: it no longer waits
+            if self._room_waiters:
+                with self._lock:
+                    self._room.notify()
+            self._call(sub, event, delivery, position, index, state)
+            self._finish(keyed, state)
 
     def _call(
         self, sub: Subscription, event: object, delivery: Delivery | None, position: int, index: int, state: ThreadState
@@ -515,16 +542,24 @@ class _ThreadPoolDelivery:
             with self._lock:
                 self._forgotten.notify_all()
 
-    def _finish(self, keyed: _KeyedWork | None, state: ThreadState) -> None:
+    def _finish(self, keyed: _KeyedWork | None, state: ThreadState, *, keep: bool = False) -> _Job | None:
         # One unit is done: release its key when its event is complete, then count it.
+        # The key's next event goes to the run queue, or with *keep* back to the caller,
+        # a worker that then runs it at once instead of handing it to another thread.
+        following: _Job | None = None
         if keyed is not None:
             with self._lock:
                 keyed.pending -= 1
                 if not keyed.pending:
                     line = self._keys[keyed.key]
                     if line:
-                        self._runq.put(line.popleft())
+                        following = line.popleft()
                         self._held -= 1
+                        if not keep:
+                            self._runq.put(following)
+                            following = None
+                        elif self._room_waiters:  # it starts now: one waiting unit fewer
+                            self._room.notify()
                     else:
                         del self._keys[keyed.key]
         state.finished += 1  # after the key is released: join() must not see the unit done before
@@ -532,6 +567,7 @@ class _ThreadPoolDelivery:
             with self._lock:
                 self._settled.notify_all()
                 self._stop_if_idle()
+        return following
 
     def _stop_if_idle(self) -> None:
         # Called with the lock held: once closed and idle, end the workers.

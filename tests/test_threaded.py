@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -681,3 +682,50 @@ def test_dead_event_refused_for_lack_of_room_is_not_counted(strategy: str) -> No
     stats = bus.stats()
     assert (stats.posted, stats.dead, stats.delivered) == (2, 2, 2)
     bus.shutdown(timeout=WAIT)
+
+
+@pytest.mark.parametrize("thread_safe", [False, True])
+def test_a_poster_waiting_for_room_behind_one_busy_key_is_let_in_as_the_key_moves(
+    strategy: str, thread_safe: bool
+) -> None:
+    """A worker runs a key's next event itself; the room that makes still wakes the waiting poster."""
+    got: list[int] = []
+    started, gate = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    class Sub:
+        @subscribe(Keyed, thread_safe=thread_safe)
+        def on(self, event: Keyed) -> None:
+            if event.seq == 0:
+                started.set()
+                assert gate.wait(WAIT)
+            got.append(event.seq)
+
+    bus = EventBus(strategy=strategy, workers=2, max_queued=2)  # type: ignore[arg-type]  # a parametrized Literal
+    bus.register(Sub())
+
+    def produce() -> None:
+        try:
+            for seq in range(50):
+                bus.post(Keyed(key=0, producer=0, seq=seq), timeout=WAIT)  # QueueFullError if never woken
+        except BaseException as exc:
+            errors.append(exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    try:
+        producer.start()
+        assert started.wait(WAIT)
+        pool: Any = bus._strategy  # the test needs to see the poster blocked: seq 1 and 2 wait behind seq 0
+        deadline = time.monotonic() + WAIT
+        while not pool._room_waiters:
+            assert time.monotonic() < deadline, "the poster never had to wait for room"
+            time.sleep(0.001)
+        gate.set()
+        producer.join(WAIT)
+        assert not producer.is_alive()
+        assert errors == []
+        assert bus.join(WAIT)
+    finally:
+        gate.set()
+        bus.shutdown(timeout=WAIT)
+    assert got == list(range(50))
