@@ -407,16 +407,20 @@ class _Plan:
     many instances of one class repeats none of the decisions.
     """
 
-    __slots__ = ("by_identity", "handlers", "only")
+    __slots__ = ("by_identity", "handlers", "only", "only_call", "only_topic")
 
     def __init__(self, handlers: tuple[_Handler, ...], cls: type) -> None:
         self.handlers = handlers
         self.by_identity = _compares_by_identity(cls)
         """Instances compare by identity, so each is its own key in the registry (see `_identity`)."""
         first = handlers[0]
-        simple = len(handlers) == 1 and first.attr is not None and not first.is_async and len(first.bindings) == 1
-        self.only: _Handler | None = first if simple else None
-        """The one handler, when there is one method subscribed to one key: the common case."""
+        simple = len(handlers) == 1 and first.call is not None and not first.is_async and len(first.bindings) == 1
+        self.only: Binding | None = first.bindings[0] if simple else None
+        """The one binding, when one method subscribes to one key: the common case."""
+        self.only_call: Callable[[Any, Any], object] = first.call if first.call is not None else _call_target
+        """The method's call, when `only` is set."""
+        self.only_topic = simple and isinstance(first.bindings[0].key, str)
+        """Whether `only` subscribes to a topic string rather than a class."""
 
 
 # register()'s fast path: the plans of classes whose instances were registered, by
@@ -555,13 +559,12 @@ class Registry:
             if ident in self._records:
                 return
             record = Subscriber(obj)
-            only = plan.only
-            if only is not None:  # one method, one key
-                binding = only.bindings[0]
-                sub = Subscription(record, only.call, obj, binding, next(self._seq))  # type: ignore[arg-type]  # set for methods
+            binding = plan.only
+            if binding is not None:  # one method, one key
+                sub = Subscription(record, plan.only_call, obj, binding, next(self._seq))
                 record._subs = sub
                 key = binding.key  # _file(), inlined
-                table: dict[Any, list[Subscription]] = self._by_topic if isinstance(key, str) else self._by_type
+                table: dict[Any, list[Subscription]] = self._by_topic if plan.only_topic else self._by_type
                 found = table.get(key)
                 if found is None:
                     table[key] = [sub]
@@ -570,7 +573,8 @@ class Registry:
             else:
                 record._subs = self._add_handlers(record, obj, plan.handlers)
             self._records[ident] = record
-            self.dispatch = {}
+            if self.dispatch:  # an empty cache holds nothing stale (entries are only made under the lock)
+                self.dispatch = {}
         finally:
             lock.release()
 

@@ -13,15 +13,18 @@ How the parts fit:
 
 *Key lines.* While an event with key *k* is being handled, later events with key
 *k* wait in *k*'s line, not in the run queue; when the event has reached every
-handler, the next one in the line moves to the run queue. So events with one key
-run one at a time in the order they were accepted, and different keys run in
-parallel on up to ``workers`` threads.
+handler, the worker that finished it runs the next one in the line itself (no
+hand-over to another thread). So events with one key run one at a time in the
+order they were accepted, and different keys run in parallel on up to
+``workers`` threads.
 
 *Subscriber lines.* ``thread_safe=False`` handlers of one subscriber object share
 a line. A worker that finds the subscriber busy leaves the call in its line and
 moves on to the event's other handlers and to other events; the worker that
 frees the subscriber hands the line to the run queue. So a slow subscriber holds
-at most one worker, never the pool (the ancestor parked workers on a lock).
+at most one worker, never the pool (the ancestor parked workers on a lock). An
+event whose only handler is such a handler goes straight into the line (a
+mailbox). Lines take no lock: see `_Line`.
 
 *Backpressure.* At most ``max_queued`` accepted events wait to start. ``post``
 blocks while that many wait, or raises `QueueFullError` when its ``timeout=``
