@@ -171,7 +171,8 @@ class Dispatcher:
                 reporting them (the sync strategy); otherwise swallow them (workers).
         """
         try:
-            if not sub.active or (sub.when is not None and not sub.when(event)):
+            when = sub.when  # a property: read it once
+            if not sub.active or (when is not None and not when(event)):
                 if delivery is not None:
                     delivery._settle(index)
                 return
