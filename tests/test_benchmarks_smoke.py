@@ -111,3 +111,18 @@ def test_installed_peers_run_and_deliver(tmp_path: Path) -> None:
             assert row["error"] is None, row
             assert row["skipped"] is None, row
             assert row["lost"] == 0, row
+
+
+def test_the_mypyc_experiment_patch_still_applies() -> None:
+    """benchmarks/mypyc_experiment.sh applies this patch to the committed code: it must not rot."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    completed = subprocess.run(
+        ["git", "apply", "--check", "benchmarks/mypyc-experiment.patch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
