@@ -167,8 +167,9 @@ class _ThreadPoolDelivery:
     ``finished``), each written only by its own thread. Work is counted in
     *units*: an accepted event is one unit until a worker's pass over its
     handlers ends, and a call parked in a subscriber's line is one more unit
-    until it returns. ``_lock`` guards the rarer structures: key lines,
-    subscriber lines, and the conditions that blocked callers wait on.
+    until it returns. Subscriber lines take no lock either (see `_Line`);
+    ``_lock`` guards the rarer structures: key lines, the creation of a line,
+    and the conditions that blocked callers wait on.
 
     ``max_queued`` bounds the units waiting to start: the events in the run
     queue (not the subscriber lines there), ``_held`` (events waiting in key
