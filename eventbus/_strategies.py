@@ -283,13 +283,21 @@ class SyncDelivery:
     def _deliver_tracked(
         self, state: ThreadState, event: object, handlers: tuple[Subscription, ...], delivery: Delivery
     ) -> None:
-        for index, sub in enumerate(handlers):
-            try:
-                self._call(state, sub, event, delivery, index)
-            except BaseException:
-                for skipped in range(index + 1, len(handlers)):  # settle what will not run now
-                    delivery._settle(skipped)
-                raise
+        # Announced like the loops in _drain() and fast_post(), so that _call may run
+        # thread_safe=False handlers without a lock while this thread is alone.
+        state.bare = handlers
+        if self._shared:
+            state.bare = None
+        try:
+            for index, sub in enumerate(handlers):
+                try:
+                    self._call(state, sub, event, delivery, index)
+                except BaseException:
+                    for skipped in range(index + 1, len(handlers)):  # settle what will not run now
+                        delivery._settle(skipped)
+                    raise
+        finally:
+            state.bare = None
 
     def _call(
         self, state: ThreadState, sub: Subscription, event: object, delivery: Delivery | None, index: int
@@ -301,27 +309,15 @@ class SyncDelivery:
             return
         owner = sub.owner
         if state is self._solo:
-            if not self._shared:
-                if state.bare is not None:  # inside an announced loop, whose handlers include sub
-                    dispatcher.call(sub, event, delivery, index, state, reraise=True)
-                    return
-                state.bare = (sub,)  # announce first, then look at _shared again (see the loop in _drain)
-                if self._alone():
-                    try:
-                        dispatcher.call(sub, event, delivery, index, state, reraise=True)
-                    finally:
-                        state.bare = None
-                    return
-                state.bare = None
+            # Every caller announced the event's handlers (state.bare) before reading
+            # _shared; while no second thread has posted, no lock is needed.
+            if state.bare is not None and not self._shared:
+                dispatcher.call(sub, event, delivery, index, state, reraise=True)
+                return
         else:
             self._wait_for_solo(state, owner)  # before the lock: the first thread may need it
         with owner.lock:
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
-
-    def _alone(self) -> bool:
-        # `not self._shared`, read afresh (a type checker would take an inline re-read
-        # for the value it has just narrowed).
-        return not self._shared
 
     def _wait_for_solo(self, state: ThreadState, owner: Subscriber) -> None:
         # Just after a second thread first posts, the first one may still be inside an

@@ -249,31 +249,28 @@ class _ThreadPoolDelivery:
         try:
             if self._closed:
                 raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
-            if key is None and len(handlers) == 1 and not handlers[0].binding.thread_safe:
-                # One thread_safe=False handler: the event goes straight into its
-                # subscriber's line (a mailbox), and only the worker serving that line
-                # touches it, instead of one worker parking it for another.
-                sub = handlers[0]
-                # No lock: the room check reads counters that only posts raise, so with
-                # one posting thread what it sees can only grow roomier, and the line is
-                # lock-free (see _Line).
-                if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
-                    self._wait_for_room(timeout)
-                line = sub.owner.lane
-                if line is None:
-                    line = self._new_line(sub.owner)
-                assert isinstance(line, _Line)
-                state.posted += 1
-                self._parked.append(None)
-                line.calls.append((sub, event, delivery, 0, None))
-                if line.claim.acquire(False):
-                    self._queue_line(line)
-                return
             if key is None:
+                # No lock: the room check (_waiting(), inlined) reads counters that only
+                # posts raise, so with one posting thread what it sees can only grow
+                # roomier, and subscriber lines are lock-free (see _Line).
                 if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
                     self._wait_for_room(timeout)
                 state.posted += 1
-                self._runq.put((event, handlers, delivery, None))
+                if len(handlers) == 1 and not handlers[0].binding.thread_safe:
+                    # One thread_safe=False handler: the event goes straight into its
+                    # subscriber's line (a mailbox), and only the worker serving that line
+                    # touches it, instead of one worker parking it for another.
+                    sub = handlers[0]
+                    line = sub.owner.lane
+                    if line is None:
+                        line = self._new_line(sub.owner)
+                    assert isinstance(line, _Line)
+                    self._parked.append(None)
+                    line.calls.append((sub, event, delivery, 0, None))
+                    if line.claim.acquire(False):
+                        self._queue_line(line)
+                else:
+                    self._runq.put((event, handlers, delivery, None))
                 return
             job: _Job = (event, handlers, delivery, _KeyedWork(key))
             with self._lock:
