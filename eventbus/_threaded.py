@@ -388,9 +388,8 @@ class _ThreadPoolDelivery:
         # unit is submitted before it finishes, so a zero means that at the moment
         # the finished counts were read, every unit submitted had finished.
         assert self._dispatcher is not None
-        states = self._dispatcher.states()
-        finished = sum([s.finished for s in states])
-        return sum([s.submitted for s in states]) - finished
+        finished, submitted = self._dispatcher.sums("finished", "submitted")
+        return submitted - finished
 
     def _waiting(self) -> int:
         # Units not yet started: events in the run queue (not the lines there), events in
@@ -400,7 +399,7 @@ class _ThreadPoolDelivery:
 
     def _finished_total(self) -> int:
         assert self._dispatcher is not None
-        return sum([s.finished for s in self._dispatcher.states()])
+        return self._dispatcher.sums("finished")[0]
 
     def _wait_settled(self, timeout: float | None) -> bool:
         # Called with the lock held; workers notify after finishing a unit while
