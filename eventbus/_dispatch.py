@@ -114,13 +114,14 @@ class ThreadState:
         "dead",
         "delivered",
         "dispatching",
+        "done",
         "end_ref",
         "failed",
         "finished",
         "posted",
         "queue",
-        "rounds",
         "submitted",
+        "taken",
     )
 
     COUNTERS: ClassVar[tuple[str, ...]] = ("posted", "submitted", "finished", "delivered", "failed", "dead")
@@ -137,8 +138,10 @@ class ThreadState:
         self.dead = 0
         self.dispatching = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.rounds = 0
-        """Sync strategy: how many times this thread's delivery loop has ended (for ``join``)."""
+        self.taken = 0
+        """Sync strategy: events this thread has started to deliver (for ``join``)."""
+        self.done = 0
+        """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None
         """Sync strategy: the handler this thread is calling (or last called in its current event)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()

@@ -176,7 +176,6 @@ class SyncDelivery:
         finally:
             state.dispatching = False
             state.calling = None
-            state.rounds += 1
 
     def _drain(self, state: ThreadState) -> None:
         """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
@@ -191,11 +190,13 @@ class SyncDelivery:
                 # lands either before (the event stays queued) or during its delivery.
                 event, handlers, tracked = queue[0]
                 del queue[0]
+                state.taken += 1
                 if tracked is not None:
                     for index, sub in enumerate(handlers):
                         state.calling = sub
                         self._call(state, sub, event, tracked, index)
                     tracked = None
+                    state.done += 1
                     continue
                 for sub in handlers:
                     state.calling = sub  # announce, then decide: see the class docstring
@@ -209,6 +210,7 @@ class SyncDelivery:
                     else:
                         self._call(state, sub, event, None, 0)
                 state.calling = None
+                state.done += 1
         except BaseException:
             if tracked is not None:  # the handlers not called yet will not be called
                 tracked._settle_rest()
@@ -274,9 +276,10 @@ class SyncDelivery:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
-                # The accepted point: both stores, with no call between them.
+                # The accepted point: the stores, with no call between them.
                 state.posted += 1
                 state.dispatching = True
+                state.taken += 1
                 # The same loop as in _drain(), for an event posted from outside a handler.
                 for sub in handlers:
                     state.calling = sub
@@ -289,6 +292,7 @@ class SyncDelivery:
                             delivered += 1
                     else:
                         strategy._call(state, sub, event, None, 0)
+                state.done += 1
                 if state.queue:  # posts made by the handlers, breadth-first
                     state.calling = None
                     strategy._drain(state)
@@ -298,7 +302,6 @@ class SyncDelivery:
             finally:
                 state.dispatching = False
                 state.calling = None
-                state.rounds += 1
                 state.delivered += delivered
             return None
 
@@ -383,18 +386,20 @@ class SyncDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         deadline = None if timeout is None else time.monotonic() + timeout
-        # Each other thread's round in progress now; it is done once the thread has
-        # finished that round (rounds moved on) or is not delivering at all.
+        # For each other thread in a delivery now: how many events it will have
+        # finished once those it has started or queued so far are done. (Queue length
+        # before `taken`: an event moving between the two reads is counted twice, which
+        # costs one event's wait, never an early return.)
         busy = []
         for state in dispatcher.states():
-            rounds = state.rounds  # read before dispatching: see the loop below
             if state is not mine and state.dispatching:
-                busy.append((state, rounds))
+                queued = len(state.queue)
+                busy.append((state, state.taken + queued))
         delay = 0.0001
         while True:
             if self._orphans or mine.queue:
                 self._deliver_orphans(mine)
-            busy = [(state, rounds) for state, rounds in busy if state.dispatching and state.rounds == rounds]
+            busy = [(state, target) for state, target in busy if state.dispatching and state.done < target]
             if not busy and not self._orphans:
                 return True
             # Other threads deliver on their own stacks; all we can do is watch them finish.
@@ -414,7 +419,6 @@ class SyncDelivery:
         finally:
             mine.dispatching = False
             mine.calling = None
-            mine.rounds += 1
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Refuse further events (a saved ``bus.post`` included), then optionally join.
