@@ -318,7 +318,12 @@ def test_unregister_waits_for_a_running_thread_safe_call_on_another_thread() -> 
     poster.start()
     assert entered.wait(WAIT)
     unregistered = threading.Event()
-    threading.Thread(target=lambda: (bus.unregister(slow), unregistered.set()), daemon=True).start()
+
+    def unregister() -> None:
+        bus.unregister(slow)
+        unregistered.set()
+
+    threading.Thread(target=unregister, daemon=True).start()
     # It cannot return while the handler runs: the gate is still closed.
     assert not unregistered.wait(0.2)
     release.set()
