@@ -121,7 +121,6 @@ class ThreadState:
         "posted",
         "queue",
         "submitted",
-        "taken",
     )
 
     COUNTERS: ClassVar[tuple[str, ...]] = ("posted", "submitted", "finished", "delivered", "failed", "dead")
@@ -138,8 +137,6 @@ class ThreadState:
         self.dead = 0
         self.dispatching = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.taken = 0
-        """Sync strategy: events this thread has started to deliver (for ``join``)."""
         self.done = 0
         """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None

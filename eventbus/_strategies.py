@@ -190,7 +190,6 @@ class SyncDelivery:
                 # lands either before (the event stays queued) or during its delivery.
                 event, handlers, tracked = queue[0]
                 del queue[0]
-                state.taken += 1
                 if tracked is not None:
                     for index, sub in enumerate(handlers):
                         state.calling = sub
@@ -279,7 +278,6 @@ class SyncDelivery:
                 # The accepted point: the stores, with no call between them.
                 state.posted += 1
                 state.dispatching = True
-                state.taken += 1
                 # The same loop as in _drain(), for an event posted from outside a handler.
                 for sub in handlers:
                     state.calling = sub
@@ -387,14 +385,14 @@ class SyncDelivery:
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         # For each other thread in a delivery now: how many events it will have
-        # finished once those it has started or queued so far are done. (Queue length
-        # before `taken`: an event moving between the two reads is counted twice, which
-        # costs one event's wait, never an early return.)
+        # finished once the one in progress and those queued behind it are done.
+        # (`done` is read first: an event finishing between the reads makes us wait
+        # for one event more, never return early.)
         busy = []
         for state in dispatcher.states():
+            done = state.done
             if state is not mine and state.dispatching:
-                queued = len(state.queue)
-                busy.append((state, state.taken + queued))
+                busy.append((state, done + 1 + len(state.queue)))
         delay = 0.0001
         while True:
             if self._orphans or mine.queue:
