@@ -38,6 +38,16 @@ class DeliveryStrategy(Protocol):
     accepted event, from any thread; `forget` from ``unregister``; `join`,
     `shutdown` and `counts` from the methods of the same names. A strategy
     instance belongs to one bus.
+
+    Robustness (SPEC section 5) is part of the contract: a `KeyboardInterrupt`
+    landing anywhere in `submit` leaves the event accepted whole or not at all;
+    after `shutdown`, `submit` raises `BusClosedError`; a strategy must not keep
+    the bus alive (reach it through ``dispatcher.bus``, which is weak); when the
+    bus is garbage-collected, ``shutdown(False, None)`` is called and the strategy
+    should deliver what it accepted and let its threads end. A strategy may also
+    define ``after_fork_in_child()``, which the bus calls in a forked child
+    process (on the thread that forked, the only one there) to start afresh: new
+    locks, empty queues, fresh workers.
     """
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -63,12 +73,18 @@ class DeliveryStrategy(Protocol):
     def forget(self, subscriber: Subscriber) -> None:
         """*subscriber* was unregistered: drop its queued work, wait for its running calls.
 
-        Its `Subscription`s are already inactive when this is called. Must not wait
-        for a call running on the calling thread (a handler that unregisters itself).
+        Its `Subscription`s are already inactive when this is called. Waits for
+        calls of any of its handlers running on other threads, ``thread_safe=True``
+        ones included. Must not wait for a call running on the calling thread (a
+        handler that unregisters itself).
         """
 
     def join(self, timeout: float | None) -> bool:
-        """Wait until every submitted event has been handled; `False` on timeout."""
+        """Wait until every event submitted before the call has been handled; `False` on timeout.
+
+        Events submitted while it waits (a producer that keeps posting) are not
+        waited for, so that a busy bus cannot starve it.
+        """
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Finish the submitted events (if *wait*) and release threads; `True` if all were handled."""
