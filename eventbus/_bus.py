@@ -15,7 +15,7 @@ from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
-from ._strategies import DeliveryStrategy, SyncDelivery
+from ._strategies import DeliveryStrategy, SyncDelivery, is_strategy
 from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
 
 __all__ = ["EventBus"]
@@ -48,7 +48,7 @@ def _make_strategy(
         raise ValueError(
             f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent', 'asyncio' or a DeliveryStrategy"
         )
-    if not isinstance(strategy, DeliveryStrategy):
+    if not is_strategy(strategy):
         raise TypeError(f"strategy must be a strategy name or a DeliveryStrategy, not {strategy!r}")
     return strategy
 

@@ -43,9 +43,9 @@ class ErrorContext:
 
     bus: Any
     """The `EventBus` that delivered the event."""
-    event: object
+    event: Any  # not `object`: a mypyc-compiled dataclass cannot resolve that annotation at import
     """The event being delivered."""
-    subscriber: object
+    subscriber: Any
     """The registered object whose handler raised, or `None` for a plain function."""
     handler: str
     """The handler's qualified name, for example ``"Billing.charge"``."""

@@ -17,17 +17,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeGuard, final
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
     from ._dispatch import Dispatcher, ThreadState
     from ._registry import Registry, Subscriber, Subscription
 
-__all__ = ["DeliveryStrategy", "SyncDelivery"]
+__all__ = ["DeliveryStrategy", "SyncDelivery", "is_strategy"]
 
 
-@runtime_checkable
 class DeliveryStrategy(Protocol):
     """What the bus needs from a delivery strategy.
 
@@ -72,6 +71,18 @@ class DeliveryStrategy(Protocol):
 
     def counts(self) -> tuple[int, int]:
         """Return (events waiting to start, events started but not finished)."""
+
+
+_STRATEGY_METHODS: Final = ("start", "submit", "forget", "join", "shutdown", "counts")
+
+
+def is_strategy(obj: object) -> TypeGuard[DeliveryStrategy]:
+    """Whether *obj* has every method of `DeliveryStrategy`.
+
+    What ``@runtime_checkable`` would check, which the compiled build cannot offer:
+    mypyc compiles this module, and a compiled class is not a runtime protocol.
+    """
+    return all(callable(getattr(obj, name, None)) for name in _STRATEGY_METHODS)
 
 
 @final
