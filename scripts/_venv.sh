@@ -18,8 +18,26 @@ ensure_venv() {
     fi
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "== installing eventbus${extras:+[$extras]} into $dir"
-        "$dir/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-        "$dir/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
+        quietly "$dir/install.log" "$dir/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+        quietly "$dir/install.log" "$dir/bin/python" -m pip install --disable-pip-version-check -e ".${extras:+[$extras]}"
         touch "$stamp"
+    fi
+}
+
+# Run a command with its output going to LOG (appended); print the log only if the command fails.
+# Keeps the setup quiet: pip and setuptools print progress and warning banners (the editable
+# install's deprecation notice, for one) that say nothing when the install works.
+# Usage: quietly LOG COMMAND...
+quietly() {
+    local log=$1 start=1
+    shift
+    if [ -f "$log" ]; then
+        start=$(($(wc -l <"$log") + 1))
+    fi
+    echo "\$ $*" >>"$log"
+    if ! "$@" >>"$log" 2>&1; then
+        echo "error: this command failed (its output is also in $log):" >&2
+        tail -n "+$start" "$log" >&2
+        return 1
     fi
 }
