@@ -12,6 +12,16 @@ echo "== ruff"
 .venv/bin/ruff format --check eventbus tests examples benchmarks setup.py build_backend
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== pyright --verifytypes eventbus (every public symbol fully typed)"
+# verifytypes looks the package up on the interpreter's sys.path, which the editable install's
+# import hook is not part of: PYTHONPATH puts the checkout there.
+if PYTHONPATH="$PWD" .venv/bin/basedpyright --pythonpath .venv/bin/python --verifytypes eventbus --ignoreexternal \
+    >.venv/verifytypes.log 2>&1; then
+    grep "completeness score" .venv/verifytypes.log
+else
+    cat .venv/verifytypes.log
+    exit 1
+fi
 echo "== pytest on $(.venv/bin/python --version)"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
