@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+import eventbus
+
 from .helpers import child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,4 +115,17 @@ def test_installed_peers_run_and_deliver(tmp_path: Path) -> None:
                 continue
             assert row["error"] is None, row
             assert row["skipped"] is None, row
+            assert row["lost"] == 0, row
+
+
+@pytest.mark.skipif(not eventbus.compiled, reason="needs the compiled build (scripts/check.sh's compiled pass)")
+def test_compiled_rows_sit_below_the_pure_rows(tmp_path: Path) -> None:
+    """``--compiled PYTHON`` adds each eventbus case again, run by the compiled build, right below it."""
+    document = _run(tmp_path, "--only", "sync-1", "--no-peers", "--compiled", sys.executable)
+    cases = [row["case"] for row in document["results"]]
+    typed = "eventbus sync · typed Event"
+    assert cases[cases.index(typed) + 1] == typed + " [compiled]"
+    for row in document["results"]:
+        if row["kind"] == "compiled":
+            assert row["error"] is None, row
             assert row["lost"] == 0, row
