@@ -56,9 +56,9 @@ class ErrorContext:
 
     bus: Any
     """The `EventBus` that delivered the event."""
-    event: object
+    event: Any  # not `object`: a mypyc-compiled dataclass cannot resolve that annotation at import
     """The event being delivered."""
-    subscriber: object
+    subscriber: Any
     """The registered object whose handler raised, or `None` for a plain function."""
     handler: str
     """The handler's qualified name, for example ``"Billing.charge"``."""
@@ -127,17 +127,17 @@ class ThreadState:
     """The counters that a retired thread's state adds to `Dispatcher.retired`."""
 
     def __init__(self) -> None:
-        self.posted = 0
-        self.submitted = 0
+        self.posted: int = 0
+        self.submitted: int = 0
         """Units of work this thread handed to a thread-pool strategy (events, parked calls)."""
-        self.finished = 0
+        self.finished: int = 0
         """Units of work this thread finished as a thread-pool worker."""
-        self.delivered = 0
-        self.failed = 0
-        self.dead = 0
-        self.dispatching = False
+        self.delivered: int = 0
+        self.failed: int = 0
+        self.dead: int = 0
+        self.dispatching: bool = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.done = 0
+        self.done: int = 0
         """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None
         """Sync strategy: the handler this thread is calling (or last called in its current event)."""
@@ -166,8 +166,8 @@ class Dispatcher:
 
     def __init__(self, bus: object, on_error: Callable[[BaseException, ErrorContext], object]) -> None:
         self._bus = weakref.ref(bus)
-        self.on_error = on_error
-        self.local = threading.local()
+        self.on_error: Callable[[BaseException, ErrorContext], object] = on_error
+        self.local: threading.local = threading.local()
         """Holds each thread's `ThreadState` as ``local.state`` (read it directly on hot paths)."""
         self._states: dict[ThreadState, None] = {}  # live threads' states, in creation order
         self._states_lock = threading.Lock()

@@ -46,7 +46,7 @@ class Subscriber:
     __slots__ = ("_subs", "lane", "obj")
 
     def __init__(self, obj: object) -> None:
-        self.obj = obj
+        self.obj: object = obj
         # One Subscription, or a tuple of several: most subscribers have one handler,
         # and a one-element tuple would cost another 56 bytes per subscriber.
         self._subs: Subscription | tuple[Subscription, ...] = ()
@@ -102,15 +102,15 @@ class Binding:
     __slots__ = ("fast", "is_async", "key", "name", "plain", "priority", "thread_safe", "when")
 
     def __init__(self, name: str, spec: SubscriptionSpec, key: type | str, is_async: bool) -> None:
-        self.name = name
-        self.is_async = is_async
-        self.key = key
-        self.priority = spec.priority
-        self.thread_safe = spec.thread_safe
-        self.when = spec.when
-        self.plain = spec.when is None
+        self.name: str = name
+        self.is_async: bool = is_async
+        self.key: type | str = key
+        self.priority: int = spec.priority
+        self.thread_safe: bool = spec.thread_safe
+        self.when: Callable[[Any], bool] | None = spec.when
+        self.plain: bool = spec.when is None
         """What a new `Subscription.plain` starts as."""
-        self.fast = self.plain and spec.thread_safe
+        self.fast: bool = self.plain and spec.thread_safe
         """What a new `Subscription.fast` starts as."""
 
 
@@ -129,23 +129,23 @@ class Subscription:
     def __init__(
         self, owner: Subscriber, func: Callable[[Any, Any], object], target: Any, binding: Binding, seq: int
     ) -> None:
-        self.owner = owner
-        self.func = func
+        self.owner: Subscriber = owner
+        self.func: Callable[[Any, Any], object] = func
         """Called as ``func(target, event)``: the class's function for a method handler
         (shared by every instance), a small caller otherwise."""
-        self.target = target
+        self.target: Any = target
         """The instance of a method handler; the function itself for a plain function;
         for an ``async def`` handler, a blocking wrapper whose ``__wrapped__`` is the
         bound coroutine function."""
-        self.binding = binding
+        self.binding: Binding = binding
         """What the handler subscribed to and how, shared by every instance of its class."""
-        self.seq = seq
+        self.seq: int = seq
         """Registration order, which breaks ties between equal priorities."""
-        self.active = True
+        self.active: bool = True
         """False once the subscriber is unregistered: queued events skip it."""
-        self.plain = binding.plain
+        self.plain: bool = binding.plain
         """Active and unfiltered: the sync strategy may call it without further checks."""
-        self.fast = binding.fast
+        self.fast: bool = binding.fast
         """Plain and thread-safe: a thread pool may call it inline, with no line to join."""
 
     @property
@@ -544,7 +544,7 @@ class Registry:
         self._seq = itertools.count()
         self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
-        self.loops = HandlerLoops()
+        self.loops: HandlerLoops = HandlerLoops()
         """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
 
     # -- registration ---------------------------------------------------------------

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeGuard, final
 
 from ._dispatch import GIL_DISABLED, ThreadState
 from ._errors import BusClosedError
@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from ._dispatch import Dispatcher
     from ._registry import Registry, Subscriber, Subscription
 
-__all__ = ["DeliveryStrategy", "SyncDelivery"]
+__all__ = ["DeliveryStrategy", "SyncDelivery", "is_strategy"]
 
 
-@runtime_checkable
 class DeliveryStrategy(Protocol):
     """What the bus needs from a delivery strategy.
 
@@ -98,6 +97,17 @@ _Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
 
 _CLOSED: Final = ThreadState()
 """Put in `SyncDelivery._solo` by ``shutdown()``: no thread's state, so every post takes the checking path."""
+
+_STRATEGY_METHODS: Final = ("start", "submit", "forget", "join", "shutdown", "counts")
+
+
+def is_strategy(obj: object) -> TypeGuard[DeliveryStrategy]:
+    """Whether *obj* has every method of `DeliveryStrategy`.
+
+    What ``@runtime_checkable`` would check, which the compiled build cannot offer:
+    mypyc compiles this module, and a compiled class is not a runtime protocol.
+    """
+    return all(callable(getattr(obj, name, None)) for name in _STRATEGY_METHODS)
 
 
 @final

@@ -46,7 +46,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
@@ -627,7 +626,9 @@ class OrderedDelivery(_ThreadPoolDelivery):
     _key_of = staticmethod(_ordered_key)
 
 
-_open_pools: weakref.WeakSet[_ThreadPoolDelivery] = weakref.WeakSet()
+# A plain set, not a WeakSet: a pool's worker threads keep it alive until it stops
+# (when _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak references.
+_open_pools: set[_ThreadPoolDelivery] = set()
 
 
 def _drain_at_exit() -> None:
