@@ -147,12 +147,6 @@ class ThreadState:
         """Fires when the thread's local storage goes away, that is when the thread ends."""
 
 
-class _ThreadEnd:
-    """Lives only in one thread's local storage, so it dies when that thread ends."""
-
-    __slots__ = ("__weakref__",)
-
-
 @final
 class Dispatcher:
     """Calls handlers for a bus under its error policy, and keeps the per-thread counters.
@@ -162,7 +156,7 @@ class Dispatcher:
     a plain call.
     """
 
-    __slots__ = ("__weakref__", "_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
+    __slots__ = ("_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
 
     def __init__(self, bus: object, on_error: Callable[[BaseException, ErrorContext], object]) -> None:
         self._bus = weakref.ref(bus)
@@ -196,7 +190,7 @@ class Dispatcher:
         # The callback only appends to a deque: it may run on any thread, even in a
         # forked child, and must never take a lock.
         state = ThreadState()
-        token = _ThreadEnd()
+        token: set[object] = set()  # any object that takes weak references (a compiled class does not)
         ended = self._ended
         state.end_ref = weakref.ref(token, lambda _: ended.append(state))
         with self._states_lock:
