@@ -418,9 +418,11 @@ class _Plan:
     many instances of one class repeats none of the decisions.
     """
 
-    __slots__ = ("by_identity", "handlers", "only", "only_call", "only_topic")
+    __slots__ = ("by_identity", "cls", "handlers", "only", "only_call", "only_topic")
 
     def __init__(self, handlers: tuple[_Handler, ...], cls: type) -> None:
+        self.cls: weakref.ref[type] | None = None
+        """The class, weakly, once the plan is remembered for it (see `_remember_plan`)."""
         self.handlers = handlers
         self.by_identity = _compares_by_identity(cls)
         """Instances compare by identity, so each is its own key in the registry (see `_identity`)."""
@@ -435,22 +437,23 @@ class _Plan:
 
 
 # register()'s fast path: the plans of classes whose instances were registered, by
-# id(class). A weak reference to each class drops its entry when the class is freed,
-# before its id can be reused. (A WeakKeyDictionary lookup makes a weak reference on
-# every call, a fifth of what registering an object costs.)
+# id(class). Each plan knows its class weakly and is checked against it on lookup, so
+# a plan left behind by a class that died (and whose entry was not dropped, say
+# because a Ctrl-C landed in the weakref callback) is never used for a class that
+# reuses its id. (A WeakKeyDictionary lookup makes a weak reference on every call, a
+# fifth of what registering an object costs.)
 _instance_plans: dict[int, _Plan] = {}
-_instance_plan_refs: dict[int, weakref.ref[type]] = {}
 
 
 def _remember_plan(cls: type, plan: _Plan) -> None:
     key = id(cls)
 
     def forget(_: object) -> None:
-        _instance_plans.pop(key, None)
-        _instance_plan_refs.pop(key, None)
+        if _instance_plans.get(key) is plan:
+            del _instance_plans[key]
 
     try:
-        _instance_plan_refs[key] = weakref.ref(cls, forget)
+        plan.cls = weakref.ref(cls, forget)
     except TypeError:
         return
     _instance_plans[key] = plan
@@ -465,7 +468,7 @@ def _plan_of(obj: object) -> _Plan | None:
     """
     cls = type(obj)
     plan = _instance_plans.get(id(cls))
-    if plan is not None:
+    if plan is not None and plan.cls is not None and plan.cls() is cls:
         return plan
     if isinstance(obj, type):
         if scan_class(obj):
@@ -556,8 +559,9 @@ class Registry:
         that registering takes one call: it returns nothing, and `record` finds
         what it made.
         """
-        plan = _instance_plans.get(id(type(obj)))  # _plan_of()'s fast path, inlined
-        if plan is None:
+        cls = type(obj)
+        plan = _instance_plans.get(id(cls))  # _plan_of()'s fast path, inlined
+        if plan is None or plan.cls() is not cls:  # type: ignore[misc]  # a remembered plan has its cls
             plan = _plan_of(obj)  # may raise; nothing has changed yet
             if plan is None:
                 return
