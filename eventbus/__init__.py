@@ -10,10 +10,10 @@ from ._compiled import compiled
 from ._decorators import subscribe
 from ._default import get_default_bus, post, publish, register, reset_default_bus, set_default_bus, unregister
 from ._delivery import Delivery
-from ._dispatch import BusStats, ErrorContext
+from ._dispatch import BusStats, Dispatcher, ErrorContext
 from ._errors import BusClosedError, EventBusError, EventBusWarning, QueueFullError, SubscriptionError
 from ._events import DeadEvent, Event, Message
-from ._registry import Subscription
+from ._registry import Subscriber, Subscription
 from ._strategies import DeliveryStrategy, SyncDelivery
 from ._threaded import ConcurrentDelivery, OrderedDelivery
 from ._waiting import EventStream
@@ -26,6 +26,7 @@ __all__ = [
     "DeadEvent",
     "Delivery",
     "DeliveryStrategy",
+    "Dispatcher",
     "ErrorContext",
     "Event",
     "EventBus",
@@ -35,6 +36,7 @@ __all__ = [
     "Message",
     "OrderedDelivery",
     "QueueFullError",
+    "Subscriber",
     "Subscription",
     "SubscriptionError",
     "SyncDelivery",

@@ -149,11 +149,22 @@ class ThreadState:
 
 @final
 class Dispatcher:
-    """Calls handlers for a bus under its error policy, and keeps the per-thread counters.
+    """What a bus hands its delivery strategy: who to call, how to report, where to count.
 
-    `call` and `fail` are the paths every strategy takes for a handler call that is
-    filtered, published or failing; the strategies inline only the success path of
-    a plain call.
+    The bus makes one and passes it to ``strategy.start(dispatcher)``. A strategy
+    written with public names only needs three of its methods:
+
+    - `call` runs one handler under the bus's error policy: it skips an
+      unregistered or filtered-out handler, counts the call as delivered or
+      failed, passes a failure to ``on_error``, and settles the event's
+      `Delivery` (if it was published);
+    - `count_accepted` counts an event the strategy has accepted (what
+      ``stats().posted`` adds up);
+    - `bus` and `name` say which bus this is (the bus is held weakly: a strategy
+      must not keep its bus alive).
+
+    The built-in strategies also use its lower-level parts (`state`, `fail`,
+    `settle`, `report`, `sums`) to inline the success path of a plain call.
     """
 
     __slots__ = ("_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
@@ -174,6 +185,25 @@ class Dispatcher:
     def bus(self) -> Any:
         """The bus, or `None` once it has been garbage-collected (held weakly: see `EventBus`)."""
         return self._bus()
+
+    @property
+    def name(self) -> str:
+        """The bus's name, for thread names and messages."""
+        return str(getattr(self._bus(), "name", "eventbus"))
+
+    def count_accepted(self) -> None:
+        """Count one event as accepted by the strategy, on the calling thread.
+
+        Call it from `DeliveryStrategy.submit` once the event is queued (or
+        delivered), on the thread that called ``submit``. Only the events the
+        strategy accepts are counted here; the bus counts the dead events it
+        drops itself.
+        """
+        try:
+            state: ThreadState = self.local.state
+        except AttributeError:
+            state = self.state()
+        state.posted += 1
 
     # -- per-thread state -------------------------------------------------------------------
 
@@ -267,11 +297,11 @@ class Dispatcher:
         self,
         sub: Subscription,
         event: object,
-        delivery: Delivery | None,
-        index: int,
-        state: ThreadState,
+        delivery: Delivery | None = None,
+        index: int = 0,
+        state: ThreadState | None = None,
         *,
-        reraise: bool,
+        reraise: bool = False,
     ) -> None:
         """Call one handler with *event* under the error policy and record the outcome.
 
@@ -279,14 +309,17 @@ class Dispatcher:
             sub: The handler.
             event: The event.
             delivery: The handle to settle, if the event was published.
-            index: The handler's position in the event's handler tuple.
-            state: The calling thread's counters.
+            index: The handler's position in the event's handler tuple (which
+                outcome of *delivery* this call settles).
+            state: The calling thread's counters, if the caller has them at hand.
             reraise: After all the bookkeeping, re-raise a `BaseException` that is
                 not an `Exception` (from the handler, ``on_error`` or a
                 done-callback): the sync strategy's poster wants it. Otherwise (a
                 worker thread, which must never die) it is reported and swallowed,
                 and this method never raises.
         """
+        if state is None:
+            state = self.state()
         try:
             when = sub.when  # a property: read it once
             if not sub.active or (when is not None and not when(event)):

@@ -33,7 +33,13 @@ _MAX_CACHED_KEYS: Final = 10_000  # Message topics are open-ended; bound the cac
 
 @final
 class Subscriber:
-    """The registry's record of one registered object (or plain function)."""
+    """The bus's record of one registered object (or plain function).
+
+    Every `Subscription` of the object points to it as ``owner``. A delivery
+    strategy receives it in `DeliveryStrategy.forget` when the object is
+    unregistered, and may compare ``subscription.owner is subscriber`` to find the
+    calls it must drop or wait for. ``obj`` is the registered object.
+    """
 
     __slots__ = ("_subs", "lane", "obj")
 

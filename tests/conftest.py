@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +19,28 @@ from eventbus import EventBus
 
 from .helpers import Recorder
 
-STRATEGIES: list[str] = ["sync", "ordered", "concurrent", "asyncio"]
+STRATEGIES: list[str] = ["sync", "ordered", "concurrent", "asyncio", "custom"]
 """The strategies that every behavioural test runs under (the ``bus`` fixture's parameters).
 
 The behavioural tests are written as a threaded program would use the bus (post, then
 ``join()``), so the asyncio strategy's bus gets an event loop running on a thread of
-its own, as a program that hands work from threads to a loop would set it up."""
+its own, as a program that hands work from threads to a loop would set it up.
+``"custom"`` is ``OneBackgroundThread`` from ``examples/09_custom_strategy.py``, a
+strategy written with eventbus's public names only."""
+
+
+def _custom_strategy_class() -> Any:
+    path = Path(__file__).resolve().parent.parent / "examples" / "09_custom_strategy.py"
+    spec = importlib.util.spec_from_file_location("custom_strategy_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pydantic look their module up
+    spec.loader.exec_module(module)
+    return module.OneBackgroundThread
+
+
+CustomStrategy: Any = _custom_strategy_class()
 
 # Explicit deadlines, as attrs does: none on CI, where a loaded runner must not turn slow
 # examples into flaky failures; a generous one locally to catch an accidental slowdown.
@@ -59,9 +78,14 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 
 def new_bus(strategy: str, **options: Any) -> EventBus:
-    """``EventBus(strategy=strategy, **options)``, on `background_loop` for the asyncio strategy."""
+    """``EventBus(strategy=strategy, **options)``, on `background_loop` for the asyncio strategy.
+
+    ``"custom"`` makes a `CustomStrategy` (with the ``max_queued`` given, if any).
+    """
     if strategy == "asyncio":
         options.setdefault("loop", background_loop())
+    if strategy == "custom":
+        return EventBus(strategy=CustomStrategy(max_queued=options.pop("max_queued", 10_000)), **options)
     return EventBus(strategy=strategy, **options)  # type: ignore[arg-type]  # a parametrized Literal
 
 

@@ -94,6 +94,13 @@ EXPECTED: dict[str, list[Expectation]] = {
         "passed: test_a_failing_handler_fails_the_test",
         "passed: test_code_that_uses_the_default_bus",
     ],
+    "09_custom_strategy.py": [
+        "publish().result(): [-10]",
+        "joined: True",
+        "stats: posted=301 delivered=301 failed=0",
+        "handler threads: ['ui-background']",
+        "each poster's frames drawn in order: True",
+    ],
     "demo_counters.py": [
         Part("after  1.0 s: c1="),
         Part("all delivered: True"),
