@@ -177,7 +177,7 @@ class Dispatcher:
         self._states: dict[ThreadState, None] = {}  # live threads' states, in creation order
         self._states_lock = threading.Lock()
         self._ended: deque[ThreadState] = deque()  # states of threads that ended, not yet folded
-        self.retired = ThreadState()
+        self.retired: ThreadState = ThreadState()
         """The counters of every thread that has ended, added up; its ``queue`` holds the
         events that such threads, or interrupted deliveries, left for others to deliver."""
 
