@@ -8,7 +8,7 @@ import os
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar, final, overload
+from typing import Any, Final, Literal, Protocol, TypeVar, final, overload
 
 from . import _asyncio, _waiting
 from ._asyncio import AsyncioDelivery
@@ -62,6 +62,18 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+class FastPost(Protocol):
+    """An optional capability of a strategy: build the bus's ``post`` as one function.
+
+    The bus asks for it with ``getattr(strategy, "fast_post", None)``; see
+    `SyncDelivery.fast_post` for the arguments and what the result must do.
+    """
+
+    def __call__(
+        self, registry: Registry, slow: Callable[..., None], missing: object, /
+    ) -> Callable[..., None]: ...
 
 
 def _weak_post(bus: EventBus) -> Callable[..., None]:
@@ -170,10 +182,12 @@ class EventBus:
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
             vars(self)["register"] = self._registry.add  # what register() below calls
-        if isinstance(self._strategy, SyncDelivery) and type(self).post is EventBus.post:
-            # The sync strategy's post in a single frame. It holds the bus only weakly,
-            # like everything below the bus, so that a dropped bus can be collected.
-            vars(self)["post"] = self._strategy.fast_post(self._registry, _weak_post(self), _MISSING)
+        fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
+        if fast_post is not None and type(self).post is EventBus.post:
+            # A strategy that can deliver a post in a single frame (the sync strategy)
+            # builds it. It holds the bus only weakly, like everything below the bus,
+            # so that a dropped bus can be collected.
+            vars(self)["post"] = fast_post(self._registry, _weak_post(self), _MISSING)
         # Nothing below the bus refers to it, so a bus that its program drops is
         # collected; then its strategy delivers what it accepted and stops its threads.
         self._dropped = weakref.finalize(self, _drop, self._strategy, self._registry, self._watchers)
