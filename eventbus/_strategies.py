@@ -206,9 +206,6 @@ class SyncDelivery:
     def _drain(self, state: ThreadState) -> None:
         """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
         queue = state.queue
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
-        delivered = 0
         tracked: Delivery | None = None
         try:
             while queue:
@@ -216,30 +213,41 @@ class SyncDelivery:
                 # lands either before (the event stays queued) or during its delivery.
                 event, handlers, tracked = queue[0]
                 del queue[0]
-                if tracked is not None:
+                if tracked is None:
+                    self._deliver(state, event, handlers)
+                else:  # published: every call goes through the dispatcher, to settle it
                     for index, sub in enumerate(handlers):
                         state.calling = sub
                         self._call(state, sub, event, tracked, index)
                     tracked = None
-                    state.done += 1
-                    continue
-                for sub in handlers:
-                    state.calling = sub  # announce, then decide: see the class docstring
-                    if (sub.plain and not self._shared) or sub.fast:
-                        try:
-                            sub.func(sub.target, event)
-                        except BaseException as exc:
-                            dispatcher.fail(state, exc, sub, event, reraise=True)
-                        else:
-                            delivered += 1
-                    else:
-                        self._call(state, sub, event, None, 0)
-                state.calling = None
+                    state.calling = None
                 state.done += 1
         except BaseException:
             if tracked is not None:  # the handlers not called yet will not be called
                 tracked._settle_rest()
             raise
+
+    def _deliver(self, state: ThreadState, event: object, handlers: tuple[Subscription, ...]) -> None:
+        """The call loop: deliver an unpublished *event* to *handlers* on this thread.
+
+        A handler that may be called as it is (active, unfiltered, and either
+        thread-safe or on the only thread that has posted) is called inline; any
+        other goes through `_call`, and every failure through `Dispatcher.fail`.
+        """
+        delivered = 0
+        try:
+            for sub in handlers:
+                state.calling = sub  # announce, then decide: see the class docstring
+                if (sub.plain and not self._shared) or sub.fast:
+                    try:
+                        sub.func(sub.target, event)
+                    except BaseException as exc:
+                        self._dispatcher.fail(state, exc, sub, event, reraise=True)  # type: ignore[union-attr]
+                    else:
+                        delivered += 1
+                else:
+                    self._call(state, sub, event, None, 0)
+            state.calling = None
         finally:
             state.delivered += delivered
 
@@ -286,8 +294,7 @@ class SyncDelivery:
         strategy = self
         local = self._local
         orphans = self._orphans
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
+        deliver = self._deliver
 
         def post(event: object, data: object = missing, /, *, timeout: float | None = None) -> None:
             handlers = registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
@@ -299,26 +306,13 @@ class SyncDelivery:
                 return slow(event, data, timeout=timeout)
             if state is not strategy._solo or state.dispatching or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
-            delivered = 0
             try:
                 # The accepted point: the stores, with no call between them.
                 state.posted += 1
                 state.dispatching = True
-                # The same loop as in _drain(), for an event posted from outside a handler.
-                for sub in handlers:
-                    state.calling = sub
-                    if (sub.plain and not strategy._shared) or sub.fast:
-                        try:
-                            sub.func(sub.target, event)
-                        except BaseException as exc:
-                            dispatcher.fail(state, exc, sub, event, reraise=True)
-                        else:
-                            delivered += 1
-                    else:
-                        strategy._call(state, sub, event, None, 0)
+                deliver(state, event, handlers)
                 state.done += 1
                 if state.queue:  # posts made by the handlers, breadth-first
-                    state.calling = None
                     strategy._drain(state)
             except BaseException:
                 strategy._strand(state)
@@ -326,7 +320,6 @@ class SyncDelivery:
             finally:
                 state.dispatching = False
                 state.calling = None
-                state.delivered += delivered
             return None
 
         return post
