@@ -96,7 +96,7 @@ _Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
 
 
 _CLOSED: Final = ThreadState()
-"""Put in `SyncDelivery._solo` by ``shutdown()``: no thread's state, so every post takes the checking path."""
+"""Put in `SyncDelivery._first_poster` by ``shutdown()``: no thread's state, so every post takes the checking path."""
 
 _STRATEGY_METHODS: Final = ("start", "submit", "forget", "join", "shutdown", "counts")
 
@@ -141,15 +141,15 @@ class SyncDelivery:
     next ``post`` on any thread or by ``join``.
     """
 
-    __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_local", "_orphans", "_shared", "_solo", "_state")
+    __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_local", "_orphans", "_locking", "_first_poster", "_state")
 
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
-        self._solo: ThreadState | None = None  # the first thread that posted (_CLOSED after shutdown)
+        self._first_poster: ThreadState | None = None  # the first thread that posted (_CLOSED after shutdown)
         # Set once a second thread posts: from then on, lock. Free-threaded CPython
         # gives no ordering between one thread's announcement and another's check,
         # so there every call takes the subscriber's lock from the start.
-        self._shared = GIL_DISABLED
+        self._locking = GIL_DISABLED
         self._closed = False
         self._enter_lock = threading.Lock()
         self._orphans: deque[_Item] = deque()  # replaced by the dispatcher's in start()
@@ -185,7 +185,7 @@ class SyncDelivery:
             state.posted += 1
             queue.append((event, handlers, delivery))
             return
-        if state is not self._solo and not self._shared:
+        if state is not self._first_poster and not self._locking:
             self._enter(state)
         try:
             if self._orphans:  # events stranded by an interrupted delivery were posted first
@@ -238,7 +238,7 @@ class SyncDelivery:
         try:
             for sub in handlers:
                 state.calling = sub  # announce, then decide: see the class docstring
-                if (sub.plain and not self._shared) or sub.fast:
+                if (sub.plain and not self._locking) or sub.fast:
                     try:
                         sub.func(sub.target, event)
                     except BaseException as exc:
@@ -304,7 +304,7 @@ class SyncDelivery:
                 state: ThreadState = local.state
             except AttributeError:
                 return slow(event, data, timeout=timeout)
-            if state is not strategy._solo or state.dispatching or orphans or state.queue:
+            if state is not strategy._first_poster or state.dispatching or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
             try:
                 # The accepted point: the stores, with no call between them.
@@ -326,10 +326,10 @@ class SyncDelivery:
 
     def _enter(self, state: ThreadState) -> None:
         with self._enter_lock:
-            if self._solo is None:
-                self._solo = state
-            elif self._solo is not state:
-                self._shared = True
+            if self._first_poster is None:
+                self._first_poster = state
+            elif self._first_poster is not state:
+                self._locking = True
 
     def _call(
         self, state: ThreadState, sub: Subscription, event: object, delivery: Delivery | None, index: int
@@ -342,23 +342,23 @@ class SyncDelivery:
             with owner.lock:
                 dispatcher.call(sub, event, delivery, index, state, reraise=True)
             return
-        if sub.binding.thread_safe or (state is self._solo and not self._shared):
+        if sub.binding.thread_safe or (state is self._first_poster and not self._locking):
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
             return
-        self._wait_for_solo(state, owner)  # before the lock: the first thread may need it
+        self._wait_for_first_poster(state, owner)  # before the lock: the first thread may need it
         with owner.lock:
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
 
-    def _wait_for_solo(self, state: ThreadState, owner: Subscriber) -> None:
+    def _wait_for_first_poster(self, state: ThreadState, owner: Subscriber) -> None:
         # Just after a second thread first posts, the first one may still be inside a
         # lock-free call of this subscriber's; wait for that call (not for the rest of
         # its event: a later handler of it may be waiting for this very thread).
         # Called without holding owner's lock: that call may need the lock itself.
-        solo = self._solo
-        if solo is None or solo is state:
+        first = self._first_poster
+        if first is None or first is state:
             return
         delay = 0.0001
-        while (calling := solo.calling) is not None and calling.owner is owner:
+        while (calling := first.calling) is not None and calling.owner is owner:
             time.sleep(delay)
             delay = min(delay * 2, 0.005)
 
@@ -444,7 +444,7 @@ class SyncDelivery:
         refuses further events and returns `False`.
         """
         self._closed = True
-        self._solo = _CLOSED
+        self._first_poster = _CLOSED
         if wait and not self._state().dispatching:
             return self.join(timeout)
         return self.counts() == (0, 0)
@@ -456,9 +456,9 @@ class SyncDelivery:
         if self._closed:
             return
         mine: ThreadState | None = getattr(self._local, "state", None)
-        if self._solo is not mine:
-            self._solo = None
-        self._shared = GIL_DISABLED
+        if self._first_poster is not mine:
+            self._first_poster = None
+        self._locking = GIL_DISABLED
 
     def counts(self) -> tuple[int, int]:
         """Return (events queued on any thread, threads in the middle of a delivery)."""
