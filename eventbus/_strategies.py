@@ -141,7 +141,7 @@ class SyncDelivery:
     next ``post`` on any thread or by ``join``.
     """
 
-    __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_local", "_orphans", "_locking", "_first_poster", "_state")
+    __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_first_poster", "_local", "_locking", "_orphans", "_state")
 
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
