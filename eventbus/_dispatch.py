@@ -93,9 +93,11 @@ class BusStats:
     dead: int
     """Events that matched no handler."""
     queued: int
-    """Events accepted but not yet started."""
+    """Events accepted but not yet started (and, on the thread pools, handler calls
+    waiting for a busy ``thread_safe=False`` subscriber)."""
     running: int
-    """Events started whose handlers have not all finished."""
+    """Events started whose handlers have not all finished (on the thread pools, work
+    units: an event's pass over its handlers, or one parked handler call)."""
     subscribers: int
     """Registered subscribers (objects and plain functions)."""
 

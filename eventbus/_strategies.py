@@ -1,10 +1,12 @@
 """Delivery strategies: on which thread, and in which order, handlers run.
 
-A strategy receives events that the bus has already accepted and resolved
-(the event, its handler tuple and an optional `Delivery` handle) and runs the
-handlers through the bus's `Dispatcher`, which applies the error policy and
-counts. The bus never looks inside a strategy, so new strategies plug in
-without touching it: implement `DeliveryStrategy` and pass an instance as
+A strategy receives events that the bus has already resolved (the event, its
+handler tuple and an optional `Delivery` handle) and runs the handlers through
+the bus's `Dispatcher`, which applies the error policy and counts. The bus knows
+a strategy only through the `DeliveryStrategy` protocol and the optional
+capabilities it asks for by name (``fast_post``, ``after_fork_in_child``, and the
+asyncio strategy's ``loop`` and ``wait_for_room``), so a new strategy plugs in
+without touching the bus: implement the protocol and pass an instance as
 ``EventBus(strategy=...)``.
 
 This module holds the protocol and `SyncDelivery`; the thread-pool strategies
@@ -89,7 +91,14 @@ class DeliveryStrategy(Protocol):
         """Finish the submitted events (if *wait*) and release threads; `True` if all were handled."""
 
     def counts(self) -> tuple[int, int]:
-        """Return (events waiting to start, events started but not finished)."""
+        """Return (units waiting to start, units started but not finished).
+
+        A unit is an accepted event, or a handler call of it that a strategy set
+        aside to run later (a thread pool parks a call to a busy
+        ``thread_safe=False`` subscriber in that subscriber's line). Both numbers
+        are 0 once everything accepted has been handled; ``stats()`` reports them
+        as ``queued`` and ``running``.
+        """
 
 
 _Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
