@@ -35,16 +35,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, final
 from unittest.mock import ANY
 
+from . import SyncDelivery
 from ._bus import EventBus
 from ._decorators import subscribe
 from ._default import get_default_bus, reset_default_bus, set_default_bus
 from ._delivery import Delivery
 from ._events import topic_of
-from ._strategies import SyncDelivery
 
 if TYPE_CHECKING:
-    from ._dispatch import Dispatcher, ErrorContext
-    from ._registry import Subscriber, Subscription
+    from . import Dispatcher, ErrorContext, Subscriber, Subscription
 
 __all__ = ["EventRecorder", "StrictDelivery", "capture_events", "isolated_default_bus", "make_test_bus"]
 
