@@ -91,14 +91,30 @@ class BusStats:
 class ThreadState:
     """One thread's view of one bus: its counters and the sync strategy's queue."""
 
-    __slots__ = ("bare", "dead", "delivered", "dispatching", "failed", "finished", "posted", "queue", "submitted")
+    __slots__ = (
+        "bare",
+        "dead",
+        "delivered",
+        "dispatching",
+        "failed",
+        "finished",
+        "finished_odd",
+        "posted",
+        "queue",
+        "submitted",
+        "submitted_odd",
+    )
 
     def __init__(self) -> None:
         self.posted = 0
         self.submitted = 0
-        """Units of work this thread handed to a thread-pool strategy (events, parked calls)."""
+        """Units of work this thread handed to a thread-pool strategy (events, parked calls) in an even join phase."""
         self.finished = 0
-        """Units of work this thread finished as a thread-pool worker."""
+        """Units of work this thread finished as a thread-pool worker, of an even join phase."""
+        self.submitted_odd = 0
+        """Like ``submitted``, for units of an odd join phase (see the thread-pool join)."""
+        self.finished_odd = 0
+        """Like ``finished``, for units of an odd join phase."""
         self.delivered = 0
         self.failed = 0
         self.dead = 0

@@ -10,10 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 from ._errors import BusClosedError, QueueFullError
 
 __all__ = ["wait_for_room"]
+
+
+_WAIT_SLICE: Final = 0.1
+# The longest one wait lasts before *full()* is looked at again: a notify that was
+# missed (skipped by an interrupt, or lost to a race) then costs latency, never a hang.
 
 
 def wait_for_room(
@@ -24,6 +30,9 @@ def wait_for_room(
     max_queued: int,
 ) -> None:
     """Wait on *room* (whose lock the caller holds) while *full()* is true.
+
+    Each wait is bounded, and the loop looks at *full()* and *closed()* again
+    after it, so a notification that never comes costs a little latency.
 
     Raises:
         QueueFullError: *timeout* seconds passed and the queue is still full.
@@ -38,6 +47,6 @@ def wait_for_room(
                 "this event was not accepted.\n"
                 "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
             )
-        room.wait(remaining)
+        room.wait(_WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE))
         if closed():
             raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
