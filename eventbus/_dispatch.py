@@ -101,6 +101,7 @@ class ThreadState:
         "finished_odd",
         "posted",
         "queue",
+        "signal_thread",
         "submitted",
         "submitted_odd",
     )
@@ -115,6 +116,9 @@ class ThreadState:
         """Like ``submitted``, for units of an odd join phase (see the thread-pool join)."""
         self.finished_odd = 0
         """Like ``finished``, for units of an odd join phase."""
+        self.signal_thread = threading.get_ident() == threading.main_thread().ident
+        """Whether this thread runs Python's signal handlers (the main thread), so that a
+        ``KeyboardInterrupt`` can land in it between any two calls; no other thread gets one."""
         self.delivered = 0
         self.failed = 0
         self.dead = 0

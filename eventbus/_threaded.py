@@ -111,16 +111,17 @@ _Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | Non
 class _Line:
     """The waiting line of one subscriber's ``thread_safe=False`` handler calls.
 
-    Only workers touch lines, never a posting thread, so no ``KeyboardInterrupt``
-    can land between their steps. A line takes no lock of the pool's. Whoever
-    holds `claim` is the line's only runner: a worker running one of its calls,
-    or the worker it was handed to through the run queue. A worker that parks a
-    call appends it and then tries the claim without blocking: if it gets it,
-    the line was idle and it puts the line on the run queue; if not, the holder
-    will run the call. A runner that finds `calls` empty releases the claim and
-    then looks once more, so a call appended just before the release is never
-    left behind: either the runner sees it and takes the claim back, or the
-    parker's own try succeeds.
+    Only threads that receive no signals touch a line: workers, and posts made on
+    threads other than the main one (a ``KeyboardInterrupt`` could leave a line
+    claimed and never queued; the main thread's posts go through the run queue).
+    A line takes no lock of the pool's. Whoever holds `claim` is the line's only
+    runner: a worker running one of its calls, or the worker it was handed to
+    through the run queue. A thread that parks a call appends it and then tries
+    the claim without blocking: if it gets it, the line was idle and it puts the
+    line on the run queue; if not, the holder will run the call. A runner that
+    finds `calls` empty releases the claim and then looks once more, so a call
+    appended just before the release is never left behind: either the runner sees
+    it and takes the claim back, or the parker's own try succeeds.
     """
 
     __slots__ = ("calls", "claim", "pool")
@@ -321,6 +322,9 @@ class _ThreadPoolDelivery:
         if dispatcher is None:
             return
         self._local = dispatcher.local
+        state = getattr(dispatcher.local, "state", None)
+        if state is not None:  # the forking thread is the child's main thread: signals land there now
+            state.signal_thread = True
         finished, finished_odd, submitted, submitted_odd = _sums(
             dispatcher, "finished", "finished_odd", "submitted", "submitted_odd"
         )
@@ -361,6 +365,27 @@ class _ThreadPoolDelivery:
         # posts raise, so with one posting thread what it sees can only grow roomier.
         if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
             self._wait_for_room(timeout)  # may raise: nothing was accepted
+        if not state.signal_thread and len(handlers) == 1 and not handlers[0].binding.thread_safe:
+            # One thread_safe=False handler, posted from a thread that gets no signals:
+            # the call goes straight into its subscriber's line (a mailbox), and only the
+            # worker serving that line touches it, instead of one worker parking it for
+            # another. Several steps, which no KeyboardInterrupt can separate here.
+            sub = handlers[0]
+            line = self._line_of(sub.owner)
+            phase = self._phase
+            call = (sub, event, delivery, 0, None, phase)
+            if self._closed:  # shut down while this post waited: a shutdown() now waits for our count
+                raise BusClosedError(_CLOSED)
+            if phase:
+                state.submitted_odd += 1
+            else:
+                state.submitted += 1
+            state.posted += 1
+            self._parked.append(None)
+            line.calls.append(call)
+            if line.claim.acquire(False):
+                self._queue_line(line)
+            return
         items = self._items
         # The accepted point. From here to items.append() there is no call, so no
         # interrupt and (with the GIL) no other thread can come in between: the
