@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import os
 import threading
 import types
 import typing
@@ -78,6 +79,16 @@ class Subscriber:
 
 
 _lock_making = threading.Lock()  # makes Subscriber.lock creation race-free
+
+
+def _new_lock_making() -> None:
+    global _lock_making  # a forked child must not inherit it held
+    _lock_making = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_making)
+_RLOCK_TYPE: Final = type(threading.RLock())
 
 
 @final
@@ -550,38 +561,37 @@ class Registry:
             plan = _plan_of(obj)  # may raise; nothing has changed yet
             if plan is None:
                 return
-        # acquire/release rather than `with`: registering 10,000 objects is a
-        # benchmark, and `with` costs about 80 ns more per call on CPython 3.11.
-        lock = self._lock
-        lock.acquire()
-        try:
+        # `with` and never acquire() before a try: a Ctrl-C can land right after an
+        # acquire() returns, and the lock would stay held for ever.
+        with self._lock:
             ident = obj if plan.by_identity else id(obj)
             if ident in self._records:
                 return
             record = Subscriber(obj)
             binding = plan.only
-            if binding is not None:  # one method, one key
-                sub = Subscription(record, plan.only_call, obj, binding, next(self._seq))
-                record._subs = sub
-                key = binding.key  # _file(), inlined
-                table: dict[Any, list[Subscription]] = self._by_topic if plan.only_topic else self._by_type
-                found = table.get(key)
-                if found is None:
-                    table[key] = [sub]
-                else:
-                    found.append(sub)
-            else:
-                record._subs = self._add_handlers(record, obj, plan.handlers)
+            if binding is None:
+                self._add_several(ident, record, obj, plan.handlers)
+                return
+            # One method, one key: everything is made first, then the accepted point.
+            sub = Subscription(record, plan.only_call, obj, binding, next(self._seq))
+            record._subs = sub
+            key = binding.key
+            table: dict[Any, list[Subscription]] = self._by_topic if plan.only_topic else self._by_type
+            found = table.get(key)
+            # The accepted point: stores that no interrupt can split (no call among
+            # them), then one append; an interrupt after it finds the work done.
             self._records[ident] = record
             if self.dispatch:  # an empty cache holds nothing stale (entries are only made under the lock)
                 self.dispatch = {}
-        finally:
-            lock.release()
+            if found is None:
+                table[key] = [sub]
+            else:
+                found.append(sub)
 
-    def _add_handlers(
-        self, record: Subscriber, obj: object, handlers: tuple[_Handler, ...]
-    ) -> Subscription | tuple[Subscription, ...]:
-        subs: list[Subscription] = []
+    def _add_several(self, ident: Hashable, record: Subscriber, obj: object, handlers: tuple[_Handler, ...]) -> None:
+        # Called with the lock held. Several subscriptions cannot be filed in one step:
+        # an interrupt part-way undoes them all (see _undo_add), so registering stays atomic.
+        filed: list[Subscription] = []
         for handler in handlers:
             func: Callable[[Any, Any], object] = _call_target
             target: Any = obj
@@ -593,10 +603,24 @@ class Registry:
                 assert handler.call is not None, "a method handler has its call"
                 func = handler.call
             for binding in handler.bindings:
-                sub = Subscription(record, func, target, binding, next(self._seq))
-                subs.append(sub)
-                self._file(binding.key, sub)
-        return subs[0] if len(subs) == 1 else tuple(subs)
+                filed.append(Subscription(record, func, target, binding, next(self._seq)))
+        record._subs = filed[0] if len(filed) == 1 else tuple(filed)
+        try:
+            self._records[ident] = record
+            self.dispatch = {}
+            for sub in filed:
+                self._file(sub.key, sub)
+        except BaseException:
+            self._undo_add(ident, record)
+            raise
+
+    def _undo_add(self, ident: Hashable, record: Subscriber) -> None:
+        # Idempotent, and run again until it completes if another interrupt lands in it.
+        try:
+            self._drop(ident, record)
+        except BaseException:
+            self._undo_add(ident, record)
+            raise
 
     def _file(self, key: type | str, sub: Subscription) -> None:
         table: dict[Any, list[Subscription]] = self._by_topic if isinstance(key, str) else self._by_type
@@ -607,21 +631,55 @@ class Registry:
             found.append(sub)
 
     def remove(self, obj: object) -> Subscriber | None:
-        """Unregister *obj*; return its record, or `None` if it was not registered."""
+        """Unregister *obj*; return its record, or `None` if it was not registered.
+
+        Completed even if an interrupt lands in it (the interrupt then propagates):
+        the object is never left half registered.
+        """
+        ident = _identity(obj)
         with self._lock:
-            record = self._records.pop(_identity(obj), None)
+            record = self._records.get(ident)
             if record is None:
                 return None
-            for sub in record.subscriptions:
-                sub.fast = sub.plain = sub.active = False  # the order the hot paths test them in
-                table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
-                remaining = [s for s in table[sub.key] if s is not sub]
+            self._undo_add(ident, record)
+            return record
+
+    def _drop(self, ident: Hashable, record: Subscriber) -> None:
+        # Called with the lock held; idempotent: takes out whatever of *record* is still in.
+        self._records.pop(ident, None)
+        for sub in record.subscriptions:
+            sub.fast = sub.plain = sub.active = False  # the order the hot paths test them in
+        for sub in record.subscriptions:
+            table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
+            found = table.get(sub.key)
+            if found is not None and any(s is sub for s in found):
+                remaining = [s for s in found if s is not sub]
                 if remaining:
                     table[sub.key] = remaining
                 else:
                     del table[sub.key]
-            self.dispatch = {}
-            return record
+        self.dispatch = {}
+
+    def before_fork(self) -> None:
+        """Take the registry's lock, so that no half-made change is forked."""
+        self._lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Release what `before_fork` took."""
+        self._lock.release()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new lock, and no strategy state inherited from the parent.
+
+        Each subscriber's lock or line (`Subscriber.lane`) may have been held by a
+        parent thread that does not exist here; they are made again on first use. A
+        lock that the forking thread itself holds (a fork from inside a handler) is kept.
+        """
+        self._lock = threading.RLock()
+        for record in self._records.values():
+            lane = record.lane
+            if lane is not None and not (isinstance(lane, _RLOCK_TYPE) and lane._is_owned()):  # type: ignore[attr-defined]
+                record.lane = None
 
     def record(self, obj: object) -> Subscriber | None:
         """The record of *obj* (by identity), or `None` if it is not registered."""

@@ -325,8 +325,8 @@ class _ThreadPoolDelivery:
         state = getattr(dispatcher.local, "state", None)
         if state is not None:  # the forking thread is the child's main thread: signals land there now
             state.signal_thread = True
-        finished, finished_odd, submitted, submitted_odd = _sums(
-            dispatcher, "finished", "finished_odd", "submitted", "submitted_odd"
+        finished, finished_odd, submitted, submitted_odd = dispatcher.sums(
+            "finished", "finished_odd", "submitted", "submitted_odd"
         )
         retired = dispatcher.retired
         retired.finished += submitted - finished
@@ -587,16 +587,16 @@ class _ThreadPoolDelivery:
         # unit submitted in that phase had finished.
         assert self._dispatcher is not None
         if phase:
-            finished, submitted = _sums(self._dispatcher, "finished_odd", "submitted_odd")
+            finished, submitted = self._dispatcher.sums("finished_odd", "submitted_odd")
         else:
-            finished, submitted = _sums(self._dispatcher, "finished", "submitted")
+            finished, submitted = self._dispatcher.sums("finished", "submitted")
         return finished == submitted
 
     def _unfinished(self) -> int:
         # Units accepted and not finished, over both phases (read as in _drained).
         assert self._dispatcher is not None
-        finished, finished_odd, submitted, submitted_odd = _sums(
-            self._dispatcher, "finished", "finished_odd", "submitted", "submitted_odd"
+        finished, finished_odd, submitted, submitted_odd = self._dispatcher.sums(
+            "finished", "finished_odd", "submitted", "submitted_odd"
         )
         return submitted + submitted_odd - finished - finished_odd
 
@@ -608,7 +608,7 @@ class _ThreadPoolDelivery:
 
     def _finished_total(self) -> int:
         assert self._dispatcher is not None
-        finished, finished_odd = _sums(self._dispatcher, "finished", "finished_odd")
+        finished, finished_odd = self._dispatcher.sums("finished", "finished_odd")
         return finished + finished_odd
 
     def _wait_settled(self, deadline: float | None) -> bool:
@@ -766,13 +766,13 @@ class _ThreadPoolDelivery:
                 self._forgotten.notify_all()
 
     def _failed(self, exc: BaseException, sub: Subscription, event: object, state: ThreadState) -> None:
-        # A handler called inline raised: count it and report it, whatever the report raises.
-        state.failed += 1
+        # A handler called inline raised: count and report it (Dispatcher.fail never
+        # raises with reraise=False; if it did, the worker would still go on).
         try:
             assert self._dispatcher is not None
-            self._dispatcher.report(exc, sub, event)
-        except BaseException as hook_exc:
-            _escaped(sub, hook_exc)
+            self._dispatcher.fail(state, exc, sub, event, reraise=False)
+        except BaseException as escaped:
+            _escaped(sub, escaped)
 
     def _finish(
         self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False
@@ -821,14 +821,6 @@ class _ThreadPoolDelivery:
             self._stopped = self._runq.stopped = True
             _open_pools.discard(self)  # nothing left for the exit drain
             self._runq.wake_all()
-
-
-def _sums(dispatcher: Dispatcher, *names: str) -> tuple[int, ...]:
-    sums = getattr(dispatcher, "sums", None)  # TEMPORARY until the core commit lands
-    if sums is not None:
-        return cast("tuple[int, ...]", sums(*names))
-    states = dispatcher.states()
-    return tuple(sum(getattr(s, name) for s in states) for name in names)
 
 
 def _internal_error(index: int, exc: BaseException) -> None:
