@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Final, cast
 from ._dispatch import logger
 from ._errors import BusClosedError
 from ._events import ordering_key_of, topic_of
-from ._room import wait_for_room
+from ._room import Gates, queue_full_error
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -270,16 +270,20 @@ class _ThreadPoolDelivery:
         self._items = self._runq._items  # its deque, for the posts' inline append and len()
         self._sleepers = self._runq._sleepers  # its sleeping workers, for the posts' inline wake-up
         # Reentrant: a bus collected by the garbage collector on a worker runs its
-        # finalizer (shutdown) wherever that worker is, perhaps inside this lock.
+        # finalizer (shutdown) wherever that worker is, perhaps inside this lock. And
+        # its owner check turns a release by the wrong thread into an error instead
+        # of a silent release of someone else's hold. Nobody waits while holding it
+        # (see Gates: Condition.wait is not safe from Ctrl-C).
         self._lock = threading.RLock()
-        self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
-        self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for units to finish
-        self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
+        self._room = Gates()  # posts waiting for max_queued to let them in
+        self._settled = Gates()  # join()/shutdown() waiting for units to finish
+        self._forgotten = Gates()  # unregister() waiting for running calls to end
+        self._room_waiters = self._room.gates  # non-empty while a post waits for room
+        self._joiners = self._settled.gates  # non-empty while join()/shutdown() waits
+        self._forgetting = self._forgotten.gates  # non-empty while unregister() waits
         self._held = 0  # events waiting in key lines (under _lock)
         self._parked: deque[None] = deque()  # one token per call parked in a subscriber line
         self._queued_lines: deque[None] = deque()  # one token per subscriber line in the run queue
-        self._room_waiters = 0  # posts blocked for room (workers notify only when someone waits)
-        self._joiners = 0  # join()/shutdown() calls waiting for units to finish
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
         self._epoch = 0  # join epochs so far (under _lock)
         self._phase = 0  # the phase new units count in: _epoch & 1
@@ -287,7 +291,6 @@ class _ThreadPoolDelivery:
         self._threads: list[threading.Thread] = []
         self._worker_ids: dict[int, int] = {}  # thread ident -> worker index
         self._calling: list[Subscriber | None] = [None] * self.workers  # worker index -> subscriber in a call
-        self._forgetting = 0  # unregister() calls in progress
 
     # -- protocol ----------------------------------------------------------------------
 
@@ -419,9 +422,9 @@ class _ThreadPoolDelivery:
         # A keyed event (or any event without the GIL): the room check, the key line
         # and the accepted point under the lock.
         keyed = None if key is None else _KeyedWork(key)
+        if self._waiting() >= self.max_queued:
+            self._wait_for_room(timeout)  # may raise: nothing was accepted
         with self._lock:
-            if self._waiting() >= self.max_queued:
-                self._wait_for_room(timeout, locked=True)  # may raise: nothing was accepted
             line = None if key is None else self._keys.get(key)  # may run the key's __hash__
             new: deque[_Job] | None = deque() if key is not None and line is None else None
             phase = self._phase
@@ -477,20 +480,24 @@ class _ThreadPoolDelivery:
                     line = owner.lane = _Line(self._lines)
         return cast("_Line", line)
 
-    def _wait_for_room(self, timeout: float | None, *, locked: bool = False) -> None:
+    def _wait_for_room(self, timeout: float | None) -> None:
+        # Wait until fewer than max_queued units wait (or raise); nothing is accepted here.
         if threading.get_ident() in self._worker_ids:
             return  # a handler posting into a full bus is let in: waiting could deadlock the pool
-        if not locked:
-            with self._lock:
-                self._wait_for_room(timeout, locked=True)
-            return
-        self._room_waiters += 1
-        try:
-            wait_for_room(
-                self._room, lambda: self._waiting() >= self.max_queued, lambda: self._closed, timeout, self.max_queued
-            )
-        finally:
-            self._room_waiters -= 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        room = self._room
+        while True:
+            gate = room.enter()  # before the look: a worker that makes room after it wakes us
+            if self._closed:
+                room.sleep(gate, 0)
+                raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+            if self._waiting() < self.max_queued:
+                room.sleep(gate, 0)
+                return
+            remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            room.sleep(gate, remaining)
+            if remaining <= 0:
+                raise queue_full_error(self.max_queued, timeout)
 
     def forget(self, subscriber: Subscriber) -> None:
         """Wait until no worker is inside one of *subscriber*'s handlers.
@@ -500,13 +507,13 @@ class _ThreadPoolDelivery:
         """
         if threading.get_ident() in self._worker_ids:
             return
-        with self._lock:
-            self._forgetting += 1
-            try:
-                while any(owner is subscriber for owner in self._calling):
-                    self._forgotten.wait(_WAIT_SLICE)  # bounded: a missed notify costs latency only
-            finally:
-                self._forgetting -= 1
+        forgotten = self._forgotten
+        while True:
+            gate = forgotten.enter()  # before the look: a worker leaving the call after it wakes us
+            busy = any(owner is subscriber for owner in self._calling)
+            forgotten.sleep(gate, _WAIT_SLICE if busy else 0)  # bounded: a missed wake-up costs latency
+            if not busy:
+                return
 
     def join(self, timeout: float | None) -> bool:
         """Wait until every event accepted before the call has reached all its handlers.
@@ -523,28 +530,25 @@ class _ThreadPoolDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         deadline = None if timeout is None else time.monotonic() + timeout
+        settled = self._settled
+        # Events accepted so far count in the phase of epoch `mine` or, if a join before
+        # us has not seen it drain, of the epoch before; every older epoch has drained
+        # (a flip into a phase waits until that phase is empty).
         with self._lock:
-            # Events accepted so far count in the phase of epoch `mine` or, if a join
-            # before us has not seen it drain, of the epoch before; every older epoch
-            # has drained (a flip into a phase waits until that phase is empty).
             mine = self._epoch
-            self._joiners += 1
-            try:
-                while True:
-                    epoch = self._epoch
-                    if epoch >= mine + 2:  # flipping to mine + 2 needed our phase drained
-                        return True
-                    if epoch == mine + 1:
-                        if self._drained(mine & 1):
-                            return True
-                    elif self._drained((mine + 1) & 1):  # the other phase is empty: flip into it
-                        self._epoch = mine + 1
-                        self._phase = (mine + 1) & 1
-                        continue
-                    if not self._wait(self._settled, deadline):
-                        return False
-            finally:
-                self._joiners -= 1
+        while True:
+            gate = settled.enter()  # before the look: a worker finishing a unit after it wakes us
+            with self._lock:
+                epoch = self._epoch
+                if epoch == mine and self._drained((mine + 1) & 1):  # the other phase is empty: flip into it
+                    epoch = self._epoch = mine + 1
+                    self._phase = epoch & 1
+                done = epoch >= mine + 2 or (epoch == mine + 1 and self._drained(mine & 1))
+            if done:  # flipping to mine + 2 needed our phase drained, as our own look does
+                settled.sleep(gate, 0)
+                return True
+            if not self._sleep(gate, deadline):
+                return False
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Stop intake, let the workers deliver everything accepted, then stop them.
@@ -555,30 +559,23 @@ class _ThreadPoolDelivery:
         """
         with self._lock:
             self._closed = True
-            self._room.notify_all()  # posts waiting for room now fail with BusClosedError
             self._stop_if_idle()
+        self._room.notify_all()  # posts waiting for room now fail with BusClosedError
         if not wait or threading.get_ident() in self._worker_ids:
             return self._unfinished() == 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            done = self._wait_settled(deadline)
+        done = self._wait_settled(deadline)
         if done:
             for thread in self._threads:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 thread.join(remaining)
         return done
 
-    @staticmethod
-    def _wait(condition: threading.Condition, deadline: float | None) -> bool:
-        # One bounded wait on *condition* (its lock held); False once *deadline* has passed.
-        if deadline is None:
-            condition.wait(_WAIT_SLICE)
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        condition.wait(min(remaining, _WAIT_SLICE))
-        return True
+    def _sleep(self, gate: threading.Lock, deadline: float | None) -> bool:
+        # One bounded sleep of a join()/shutdown() on *gate*; False once *deadline* has passed.
+        remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+        self._settled.sleep(gate, remaining)
+        return remaining > 0
 
     def _drained(self, phase: int) -> bool:
         # Whether every unit counted in *phase* has finished. Finished counts are read
@@ -612,17 +609,17 @@ class _ThreadPoolDelivery:
         return finished + finished_odd
 
     def _wait_settled(self, deadline: float | None) -> bool:
-        # Called with the lock held: wait until every unit has finished. Workers notify
-        # after finishing a unit while _joiners is set; the waits are bounded anyway.
-        self._joiners += 1
-        try:
-            while self._unfinished():
-                if not self._wait(self._settled, deadline):
-                    return False
-            self._stop_if_idle()
-            return True
-        finally:
-            self._joiners -= 1
+        # Wait until every unit has finished (shutdown and the exit drain), then stop
+        # the workers if the pool is closed. Workers wake us after finishing a unit.
+        while True:
+            gate = self._settled.enter()  # before the look: a unit finishing after it wakes us
+            if not self._unfinished():
+                self._settled.sleep(gate, 0)
+                with self._lock:
+                    self._stop_if_idle()
+                return True
+            if not self._sleep(gate, deadline):
+                return False
 
     def counts(self) -> tuple[int, int]:
         """Return (units waiting to start, units started and not finished)."""
@@ -650,8 +647,7 @@ class _ThreadPoolDelivery:
             item = get(gate)
             try:
                 if self._room_waiters:
-                    with self._lock:
-                        self._room.notify()
+                    self._room.notify()
                 if type(item) is tuple:
                     event, handlers, delivery, keyed, phase = item
                     if delivery is None and keyed is None and all(sub.fast for sub in handlers):
@@ -735,8 +731,7 @@ class _ThreadPoolDelivery:
                 return
             parked.pop()  # the call starts: it no longer waits
             if self._room_waiters:
-                with self._lock:
-                    self._room.notify()
+                self._room.notify()
             self._call(sub, event, delivery, position, index, state)
             self._finish(keyed, phase, state)
 
@@ -762,8 +757,7 @@ class _ThreadPoolDelivery:
             _escaped(sub, exc)
         calling[index] = None
         if self._forgetting:
-            with self._lock:
-                self._forgotten.notify_all()
+            self._forgotten.notify_all()
 
     def _failed(self, exc: BaseException, sub: Subscription, event: object, state: ThreadState) -> None:
         # A handler called inline raised: count and report it (Dispatcher.fail never
@@ -808,10 +802,11 @@ class _ThreadPoolDelivery:
         return following
 
     def _notify_finished(self) -> None:
-        with self._lock:
-            self._forgotten.notify_all()
-            self._settled.notify_all()
-            self._stop_if_idle()
+        self._forgotten.notify_all()
+        self._settled.notify_all()
+        if self._closed:
+            with self._lock:
+                self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
         # Called with the lock held: once closed and idle, end the workers. An
@@ -915,8 +910,7 @@ def _drain_at_exit() -> None:
             progress, last_progress = finished, now
         elif now - last_progress >= EXIT_STALL_SECONDS:
             return
-        with pending[0]._lock:
-            pending[0]._wait_settled(time.monotonic() + 0.05)
+        pending[0]._wait_settled(time.monotonic() + 0.05)
 
 
 atexit.register(_drain_at_exit)
