@@ -23,8 +23,9 @@ a line. A worker that finds the subscriber busy leaves the call in its line and
 moves on to the event's other handlers and to other events; the worker that
 frees the subscriber hands the line to the run queue. So a slow subscriber holds
 at most one worker, never the pool (the ancestor parked workers on a lock). An
-event whose only handler is such a handler goes straight into the line (a
-mailbox). Lines take no lock: see `_Line`.
+event whose only handler is such a handler becomes a mailbox entry in the line
+(put there by the poster itself, or, from the main thread, by the worker that
+takes the event). Lines take no lock: see `_Line`.
 
 *Backpressure.* At most ``max_queued`` accepted events wait to start. ``post``
 blocks while that many wait, or raises `QueueFullError` when its ``timeout=``
@@ -38,8 +39,20 @@ events (never shut down, or shut down with ``wait=False``) is drained for as
 long as its workers make progress; only when no event has finished for
 `EXIT_STALL_SECONDS` (a handler that hangs) does the interpreter exit without
 the rest. ``shutdown()`` stops intake, lets the workers deliver everything
-accepted, then stops them.
+accepted, then stops them. A bus that is garbage-collected without
+``shutdown()`` is shut down with ``wait=False`` by its finalizer: its workers
+deliver what it accepted and then end, as `concurrent.futures` workers do; no
+worker holds the bus (a worker holds this strategy, which holds the dispatcher,
+which holds the bus weakly), and idle workers hold no event.
+
+*Faults.* A ``KeyboardInterrupt`` on the posting thread leaves an event accepted
+whole or not at all (see `_ThreadPoolDelivery`, "Accepted points"); nothing
+blocked waits on a `threading.Condition` (see `Gates`), and every wait is
+bounded, so a wake-up that an interrupt cut off costs latency, never a hang. In
+a forked child the pool starts over with fresh locks, queues and workers
+(`_ThreadPoolDelivery.after_fork_in_child`).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -167,7 +180,7 @@ class _RunQueue:
         """Append *item*; wake one sleeping worker, if any (workers only: posts inline this)."""
         self._items.append(item)
         if self._sleepers:
-            try:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 self._sleepers.pop().release()
             except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
                 pass
@@ -176,7 +189,7 @@ class _RunQueue:
         """Wake every sleeping worker."""
         sleepers = self._sleepers
         while sleepers:
-            try:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 sleepers.pop().release()
             except (IndexError, RuntimeError):
                 pass
@@ -195,7 +208,7 @@ class _RunQueue:
             sleepers.append(gate)
             if not items and not self.stopped:  # nothing arrived between the look and the announcement
                 gate.acquire(timeout=IDLE_WAKE_SECONDS)  # until a put() releases it, or look again
-            try:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 sleepers.remove(gate)
             except ValueError:  # a put() took us off the list
                 pass
@@ -307,7 +320,9 @@ class _ThreadPoolDelivery:
     def _start_workers(self) -> None:
         # The thread's target is this strategy, never the bus (see docs/design.md, "Garbage").
         for index in range(self.workers):
-            thread = threading.Thread(target=self._work, args=(index,), name=f"{self._name}-worker-{index}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(index,), name=f"{self._name}-worker-{index}", daemon=True
+            )
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
@@ -405,7 +420,7 @@ class _ThreadPoolDelivery:
         items.append(job)
         # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
         if self._sleepers:
-            try:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 self._sleepers.pop().release()
             except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
                 pass
@@ -449,7 +464,7 @@ class _ThreadPoolDelivery:
             self._items.append(job)
         # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
         if self._sleepers:
-            try:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 self._sleepers.pop().release()
             except (IndexError, RuntimeError):
                 pass
@@ -462,14 +477,38 @@ class _ThreadPoolDelivery:
     def _release_line(self, line: _Line) -> None:
         # The caller (a worker) holds line.claim and is done running: hand the line on
         # if calls wait in it, else let it go and look once more (see _Line).
-        claim = line.claim
         while True:
             if line.calls:
                 self._queue_line(line)
                 return
-            claim.release()
-            if not (line.calls and claim.acquire(False)):
+            if not self._let_go(line):
                 return
+
+    def _park(self, line: _Line, call: _Parked) -> None:
+        # Leave *call* (already counted) in *line*, and take the line to the run queue
+        # if it is idle (see _Line). Without the GIL, the append and the try run under
+        # the lock, like _let_go's release and look, so that the two cannot miss each other.
+        self._parked.append(None)
+        if _LOCK_FREE:
+            line.calls.append(call)
+            claimed = line.claim.acquire(False)
+        else:
+            with self._lock:
+                line.calls.append(call)
+                claimed = line.claim.acquire(False)
+        if claimed:
+            self._queue_line(line)
+
+    def _let_go(self, line: _Line) -> bool:
+        # Release the claim of *line* (held by the caller, a worker), then look once
+        # more: True if a call arrived meanwhile and the claim was taken back (see _Line).
+        calls, claim = line.calls, line.claim
+        if _LOCK_FREE:
+            claim.release()
+            return bool(calls) and claim.acquire(False)
+        with self._lock:
+            claim.release()
+            return bool(calls) and claim.acquire(False)
 
     def _line_of(self, owner: Subscriber) -> _Line:
         line = owner.lane
@@ -708,10 +747,7 @@ class _ThreadPoolDelivery:
                 if keyed is not None:
                     with self._lock:
                         keyed.pending += 1
-            self._parked.append(None)
-            line.calls.append((sub, event, delivery, position, keyed, phase))
-            if line.claim.acquire(False):
-                self._queue_line(line)
+            self._park(line, (sub, event, delivery, position, keyed, phase))
             if position == last:
                 return None
         return self._finish(keyed, phase, state, keep=True)
@@ -720,13 +756,12 @@ class _ThreadPoolDelivery:
         # This worker took the line from the run queue, and its claim with it: run the
         # parked calls until none is left, then let the line go (see _Line).
         self._queued_lines.pop()
-        calls, parked, claim = line.calls, self._parked, line.claim
+        calls, parked = line.calls, self._parked
         while True:
             try:
                 sub, event, delivery, position, keyed, phase = calls.popleft()
             except IndexError:
-                claim.release()
-                if calls and claim.acquire(False):
+                if self._let_go(line):
                     continue  # a call arrived just before the release, and its parker missed the claim
                 return
             parked.pop()  # the call starts: it no longer waits
@@ -768,9 +803,7 @@ class _ThreadPoolDelivery:
         except BaseException as escaped:
             _escaped(sub, escaped)
 
-    def _finish(
-        self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False
-    ) -> _Job | None:
+    def _finish(self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False) -> _Job | None:
         # One unit is done: release its key when its event is complete, then count it.
         # The key's next event goes to the run queue, or with *keep* back to the caller,
         # a worker that then runs it at once instead of handing it to another thread.
@@ -819,7 +852,7 @@ class _ThreadPoolDelivery:
 
 
 def _internal_error(index: int, exc: BaseException) -> None:
-    try:
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
         logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
     except BaseException:  # even a broken logging setup must not end a worker
         pass
@@ -828,7 +861,7 @@ def _internal_error(index: int, exc: BaseException) -> None:
 def _escaped(sub: Subscription, exc: BaseException) -> None:
     # A BaseException that the error policy did not absorb (a done-callback's, or
     # on_error's): log it and go on, a worker must never lose its bookkeeping.
-    try:
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
         logger.error(
             "%s escaped while delivering to handler %s; delivery goes on",
             type(exc).__name__,

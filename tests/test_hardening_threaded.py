@@ -186,34 +186,37 @@ def test_ctrl_c_storm_leaves_the_pool_consistent(
         armed = alarm(interval)
         deadline = time.monotonic() + 0.6
         uid = 0
-        while time.monotonic() < deadline:
-            uid += 1
-            op = uid % 7
-            kind: type[Event] = (Plain, Single, Keyed)[op % 3]
-            event: Event = Keyed(uid=uid, key=uid % 5) if kind is Keyed else kind(uid=uid)  # type: ignore[call-arg]
-            kinds[uid] = kind
-            try:
-                armed[0] = True
-                if op == 0:
-                    deliveries.append(bus.publish(event))
-                elif op == 1:
-                    bus.register(churn)
-                    bus.post(event)
-                elif op == 2:
-                    bus.unregister(churn)
-                    bus.post(event, timeout=0.0005)
-                else:
-                    bus.post(event)
-                armed[0] = False
-                returned.add(uid)
-            except KeyboardInterrupt:
-                armed[0] = False
-                interrupted += 1
-            except QueueFullError:
-                armed[0] = False
-                refused.add(uid)
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        try:
+            while time.monotonic() < deadline:
+                uid += 1
+                op = uid % 7
+                kind: type[Event] = (Plain, Single, Keyed)[op % 3]
+                event: Event = Keyed(uid=uid, key=uid % 5) if kind is Keyed else kind(uid=uid)  # type: ignore[call-arg]
+                kinds[uid] = kind
+                try:
+                    armed[0] = True
+                    if op == 0:
+                        deliveries.append(bus.publish(event))
+                    elif op == 1:
+                        bus.register(churn)
+                        bus.post(event)
+                    elif op == 2:
+                        bus.unregister(churn)
+                        bus.post(event, timeout=0.0005)
+                    else:
+                        bus.post(event)
+                    armed[0] = False
+                    returned.add(uid)
+                except KeyboardInterrupt:
+                    armed[0] = False
+                    interrupted += 1
+                except QueueFullError:
+                    armed[0] = False
+                    refused.add(uid)
+
+        finally:
+            armed[0] = False  # first, and with no call before it
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
         assert interrupted > 0, "the storm never interrupted anything"
 
         assert bus.join(WAIT), "join() did not finish after the storm"
@@ -387,7 +390,7 @@ def test_join_is_not_starved_by_a_producer_that_keeps_posting(strategy: str) -> 
     class Slow:
         @subscribe(Plain, thread_safe=True)
         def on_plain(self, event: Plain) -> None:
-            sum(range(300))  # slower than the producer: the pool is never idle
+            time.sleep(0.0002)  # the workload: slower than the producer, so the pool is never idle
             with lock:
                 handled.add(event.uid)
 
@@ -429,7 +432,7 @@ def test_concurrent_joins_under_a_producer_all_return() -> None:
     class Slow:
         @subscribe(Plain)
         def on_plain(self, event: Plain) -> None:
-            sum(range(200))
+            time.sleep(0.0002)  # the workload: slower than the producer, so the pool is never idle
             with lock:
                 handled.add(event.uid)
 
@@ -674,18 +677,22 @@ def test_fork_while_a_worker_is_mid_handler(strategy: str) -> None:
                 "joined": joined,
                 "shut": shut,
                 "seconds": time.monotonic() - start,
-                "new": sum(seen[("plain", u)] + seen[("keyed", u + 100)] + seen[("keyed", u + 200)] for u in range(1000, 1010)),
+                "new": sum(
+                    seen[("plain", u)] + seen[("keyed", u + 100)] + seen[("keyed", u + 200)] for u in range(1000, 1010)
+                ),
                 "old": sum(count for (_, uid), count in seen.items() if uid < 1000 and uid != 0 and uid != 100),
             }
 
         report = _fork(child)
         assert "error" not in report, report
-        assert report["joined"] and report["shut"]
+        assert report["joined"]
+        assert report["shut"]
         assert report["new"] == 30, "the child did not deliver its own events"
         assert report["old"] == 0, "the child delivered events that the parent had queued"
         assert report["seconds"] < 5.0
         gate.set()
-        assert bus.join(WAIT) and never_shut.join(WAIT)  # the parent is unaffected
+        assert bus.join(WAIT)  # the parent is unaffected
+        assert never_shut.join(WAIT)
         calls = tally.snapshot()
         assert [calls[("plain", uid)] for uid in range(6)] == [1] * 6
         assert [calls[("keyed", 100 + uid)] for uid in range(6)] == [1] * 6
@@ -722,4 +729,5 @@ def test_the_gil_decides_the_lock_free_paths() -> None:
     """Without the GIL, posts take the pool's lock (see docs/design.md)."""
     from eventbus import _threaded
 
-    assert _threaded._LOCK_FREE == bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+    gil = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+    assert gil is _threaded._LOCK_FREE
