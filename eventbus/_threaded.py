@@ -99,6 +99,7 @@ _LOCK_FREE: Final = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 # Without the GIL, posts take the pool's lock (see submit and docs/design.md).
 
 _STOP: Final = object()  # what the run queue hands a worker once the pool has stopped
+_IDLE: Final = object()  # what it hands a worker that slept IDLE_WAKE_SECONDS for nothing
 
 _CLOSED: Final = "the bus was shut down before this event was accepted; it was not delivered"
 
@@ -195,7 +196,11 @@ class _RunQueue:
                 pass
 
     def get(self, gate: threading.Lock) -> object:
-        """Take the next item, sleeping on *gate* while there is none; `_STOP` once stopped."""
+        """Take the next item, sleeping on *gate* while there is none.
+
+        Returns `_STOP` once the pool has stopped, and `_IDLE` after a sleep that
+        no put() ended (so the worker can look after the pool, then call again).
+        """
         items, sleepers = self._items, self._sleepers
         while True:
             try:
@@ -206,12 +211,16 @@ class _RunQueue:
                 return _STOP
             gate.acquire(False)  # hold the gate: a late release may have left it open
             sleepers.append(gate)
+            woken = True
             if not items and not self.stopped:  # nothing arrived between the look and the announcement
-                gate.acquire(timeout=IDLE_WAKE_SECONDS)  # until a put() releases it, or look again
-            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                woken = gate.acquire(timeout=IDLE_WAKE_SECONDS)  # until a put() releases it, or look again
+            try:
                 sleepers.remove(gate)
             except ValueError:  # a put() took us off the list
                 pass
+            else:
+                if not woken and not items:
+                    return _IDLE
 
     def __len__(self) -> int:
         return len(self._items)
@@ -715,6 +724,11 @@ class _ThreadPoolDelivery:
                             job = self._run_job(job, index, state)
                 elif item is _STOP:
                     return
+                elif item is _IDLE:
+                    if self._closed and not self._stopped:
+                        # A shutdown() cut off by Ctrl-C before it could stop an idle pool.
+                        with self._lock:
+                            self._stop_if_idle()
                 else:
                     self._run_line(cast("_Line", item), index, state)
             except BaseException as exc:  # never let a worker die; this is a bug in eventbus itself

@@ -271,6 +271,18 @@ def test_a_lost_wake_up_costs_latency_not_a_hang(strategy: str) -> None:
         bus.shutdown(timeout=WAIT)
 
 
+@pytest.mark.parametrize("strategy", THREADED)
+def test_a_shutdown_cut_off_after_closing_still_stops_the_idle_workers(strategy: str) -> None:
+    """Closed, but interrupted before it stopped an idle pool: the workers notice and end by themselves."""
+    name = f"cut-off-{strategy}"
+    bus = EventBus(strategy=strategy, workers=2, name=name)  # type: ignore[arg-type]
+    pool = pool_of(bus)
+    wait_until(lambda: len(pool._sleepers) == 2, "the workers sleep")
+    pool._closed = True  # what shutdown() leaves when a Ctrl-C lands right after it closed the pool
+    wait_until(lambda: not worker_threads(name), "the idle workers ended", timeout=IDLE_WAKE_SECONDS + 5.0)
+    assert bus.shutdown(timeout=WAIT)
+
+
 # -- 2. BaseException from done-callbacks and on_error on a worker -----------------------
 
 ESCAPING = [SystemExit(3), KeyboardInterrupt(), asyncio.CancelledError(), GeneratorExit()]
