@@ -17,7 +17,7 @@ from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
-from ._strategies import DeliveryStrategy, SyncDelivery
+from ._strategies import DeliveryStrategy, SyncDelivery, is_strategy
 from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
 
 __all__ = ["EventBus"]
@@ -97,7 +97,7 @@ def _make_strategy(
         raise ValueError(
             f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent', 'asyncio' or a DeliveryStrategy"
         )
-    if not isinstance(strategy, DeliveryStrategy):
+    if not is_strategy(strategy):
         raise TypeError(f"strategy must be a strategy name or a DeliveryStrategy, not {strategy!r}")
     return strategy
 
@@ -157,7 +157,7 @@ class EventBus:
         _check_positive_int("max_queued", max_queued)
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be callable as on_error(exc, context), not {on_error!r}")
-        self.name = name if name is not None else f"eventbus-{next(_bus_numbers)}"
+        self.name: str = name if name is not None else f"eventbus-{next(_bus_numbers)}"
         """The bus's name, as given or numbered."""
         self._registry = Registry()
         self._dispatcher = Dispatcher(self, on_error if on_error is not None else log_error)

@@ -34,7 +34,7 @@ class Delivery:
     __slots__ = ("_callbacks", "_done", "_errors", "_lock", "_outcomes", "_pending", "_waiter", "event")
 
     def __init__(self, event: object, handler_count: int) -> None:
-        self.event = event
+        self.event: object = event
         """The event being delivered."""
         self._outcomes: list[Any] = [_PENDING] * handler_count
         self._errors: list[tuple[int, BaseException]] = []

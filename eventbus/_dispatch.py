@@ -56,9 +56,9 @@ class ErrorContext:
 
     bus: Any
     """The `EventBus` that delivered the event."""
-    event: object
+    event: Any  # not `object`: a mypyc-compiled dataclass cannot resolve that annotation at import
     """The event being delivered."""
-    subscriber: object
+    subscriber: Any
     """The registered object whose handler raised, or `None` for a plain function."""
     handler: str
     """The handler's qualified name, for example ``"Billing.charge"``."""
@@ -114,13 +114,13 @@ class ThreadState:
         "dead",
         "delivered",
         "dispatching",
+        "done",
         "end_ref",
         "failed",
         "finished",
         "finished_odd",
         "posted",
         "queue",
-        "rounds",
         "signal_thread",
         "submitted",
         "submitted_odd",
@@ -139,37 +139,31 @@ class ThreadState:
     """The counters that a retired thread's state adds to `Dispatcher.retired`."""
 
     def __init__(self) -> None:
-        self.posted = 0
-        self.submitted = 0
+        self.posted: int = 0
+        self.submitted: int = 0
         """Units of work this thread handed to a thread-pool strategy (events, parked calls) in an even join phase."""
-        self.finished = 0
+        self.finished: int = 0
         """Units of work this thread finished as a thread-pool worker, of an even join phase."""
-        self.submitted_odd = 0
+        self.submitted_odd: int = 0
         """Like ``submitted``, for units of an odd join phase (see the thread-pool join)."""
-        self.finished_odd = 0
+        self.finished_odd: int = 0
         """Like ``finished``, for units of an odd join phase."""
-        self.signal_thread = threading.get_ident() == threading.main_thread().ident
+        self.signal_thread: bool = threading.get_ident() == threading.main_thread().ident
         """Whether this thread runs Python's signal handlers (the main thread), so that a
         ``KeyboardInterrupt`` can land in it between any two calls; no other thread gets one."""
-        self.delivered = 0
-        self.failed = 0
-        self.dead = 0
-        self.dispatching = False
+        self.delivered: int = 0
+        self.failed: int = 0
+        self.dead: int = 0
+        self.dispatching: bool = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.rounds = 0
-        """Sync strategy: how many times this thread's delivery loop has ended (for ``join``)."""
+        self.done: int = 0
+        """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None
         """Sync strategy: the handler this thread is calling (or last called in its current event)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
         self.end_ref: weakref.ref[object] | None = None
         """Fires when the thread's local storage goes away, that is when the thread ends."""
-
-
-class _ThreadEnd:
-    """Lives only in one thread's local storage, so it dies when that thread ends."""
-
-    __slots__ = ("__weakref__",)
 
 
 @final
@@ -181,12 +175,12 @@ class Dispatcher:
     a plain call.
     """
 
-    __slots__ = ("__weakref__", "_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
+    __slots__ = ("_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
 
     def __init__(self, bus: object, on_error: Callable[[BaseException, ErrorContext], object]) -> None:
         self._bus = weakref.ref(bus)
-        self.on_error = on_error
-        self.local = threading.local()
+        self.on_error: Callable[[BaseException, ErrorContext], object] = on_error
+        self.local: threading.local = threading.local()
         """Holds each thread's `ThreadState` as ``local.state`` (read it directly on hot paths)."""
         self._states: dict[ThreadState, None] = {}  # live threads' states, in creation order
         self._states_lock = threading.Lock()
@@ -215,7 +209,7 @@ class Dispatcher:
         # The callback only appends to a deque: it may run on any thread, even in a
         # forked child, and must never take a lock.
         state = ThreadState()
-        token = _ThreadEnd()
+        token: set[object] = set()  # any object that takes weak references (a compiled class does not)
         ended = self._ended
         state.end_ref = weakref.ref(token, lambda _: ended.append(state))
         with self._states_lock:

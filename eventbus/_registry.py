@@ -46,7 +46,7 @@ class Subscriber:
     __slots__ = ("_subs", "lane", "obj")
 
     def __init__(self, obj: object) -> None:
-        self.obj = obj
+        self.obj: object = obj
         # One Subscription, or a tuple of several: most subscribers have one handler,
         # and a one-element tuple would cost another 56 bytes per subscriber.
         self._subs: Subscription | tuple[Subscription, ...] = ()
@@ -102,15 +102,15 @@ class Binding:
     __slots__ = ("fast", "is_async", "key", "name", "plain", "priority", "thread_safe", "when")
 
     def __init__(self, name: str, spec: SubscriptionSpec, key: type | str, is_async: bool) -> None:
-        self.name = name
-        self.is_async = is_async
-        self.key = key
-        self.priority = spec.priority
-        self.thread_safe = spec.thread_safe
-        self.when = spec.when
-        self.plain = spec.when is None
+        self.name: str = name
+        self.is_async: bool = is_async
+        self.key: type | str = key
+        self.priority: int = spec.priority
+        self.thread_safe: bool = spec.thread_safe
+        self.when: Callable[[Any], bool] | None = spec.when
+        self.plain: bool = spec.when is None
         """What a new `Subscription.plain` starts as."""
-        self.fast = self.plain and spec.thread_safe
+        self.fast: bool = self.plain and spec.thread_safe
         """What a new `Subscription.fast` starts as."""
 
 
@@ -129,23 +129,23 @@ class Subscription:
     def __init__(
         self, owner: Subscriber, func: Callable[[Any, Any], object], target: Any, binding: Binding, seq: int
     ) -> None:
-        self.owner = owner
-        self.func = func
+        self.owner: Subscriber = owner
+        self.func: Callable[[Any, Any], object] = func
         """Called as ``func(target, event)``: the class's function for a method handler
         (shared by every instance), a small caller otherwise."""
-        self.target = target
+        self.target: Any = target
         """The instance of a method handler; the function itself for a plain function;
         for an ``async def`` handler, a blocking wrapper whose ``__wrapped__`` is the
         bound coroutine function."""
-        self.binding = binding
+        self.binding: Binding = binding
         """What the handler subscribed to and how, shared by every instance of its class."""
-        self.seq = seq
+        self.seq: int = seq
         """Registration order, which breaks ties between equal priorities."""
-        self.active = True
+        self.active: bool = True
         """False once the subscriber is unregistered: queued events skip it."""
-        self.plain = binding.plain
+        self.plain: bool = binding.plain
         """Active and unfiltered: the sync strategy may call it without further checks."""
-        self.fast = binding.fast
+        self.fast: bool = binding.fast
         """Plain and thread-safe: a thread pool may call it inline, with no line to join."""
 
     @property
@@ -418,9 +418,11 @@ class _Plan:
     many instances of one class repeats none of the decisions.
     """
 
-    __slots__ = ("by_identity", "handlers", "only", "only_call", "only_topic")
+    __slots__ = ("by_identity", "cls", "handlers", "only", "only_call", "only_topic")
 
     def __init__(self, handlers: tuple[_Handler, ...], cls: type) -> None:
+        self.cls: weakref.ref[type] | None = None
+        """The class, weakly, once the plan is remembered for it (see `_remember_plan`)."""
         self.handlers = handlers
         self.by_identity = _compares_by_identity(cls)
         """Instances compare by identity, so each is its own key in the registry (see `_identity`)."""
@@ -435,22 +437,23 @@ class _Plan:
 
 
 # register()'s fast path: the plans of classes whose instances were registered, by
-# id(class). A weak reference to each class drops its entry when the class is freed,
-# before its id can be reused. (A WeakKeyDictionary lookup makes a weak reference on
-# every call, a fifth of what registering an object costs.)
+# id(class). Each plan knows its class weakly and is checked against it on lookup, so
+# a plan left behind by a class that died (and whose entry was not dropped, say
+# because a Ctrl-C landed in the weakref callback) is never used for a class that
+# reuses its id. (A WeakKeyDictionary lookup makes a weak reference on every call, a
+# fifth of what registering an object costs.)
 _instance_plans: dict[int, _Plan] = {}
-_instance_plan_refs: dict[int, weakref.ref[type]] = {}
 
 
 def _remember_plan(cls: type, plan: _Plan) -> None:
     key = id(cls)
 
     def forget(_: object) -> None:
-        _instance_plans.pop(key, None)
-        _instance_plan_refs.pop(key, None)
+        if _instance_plans.get(key) is plan:
+            del _instance_plans[key]
 
     try:
-        _instance_plan_refs[key] = weakref.ref(cls, forget)
+        plan.cls = weakref.ref(cls, forget)
     except TypeError:
         return
     _instance_plans[key] = plan
@@ -465,7 +468,7 @@ def _plan_of(obj: object) -> _Plan | None:
     """
     cls = type(obj)
     plan = _instance_plans.get(id(cls))
-    if plan is not None:
+    if plan is not None and plan.cls is not None and plan.cls() is cls:
         return plan
     if isinstance(obj, type):
         if scan_class(obj):
@@ -544,7 +547,7 @@ class Registry:
         self._seq = itertools.count()
         self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
-        self.loops = HandlerLoops()
+        self.loops: HandlerLoops = HandlerLoops()
         """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
 
     # -- registration ---------------------------------------------------------------
@@ -556,8 +559,9 @@ class Registry:
         that registering takes one call: it returns nothing, and `record` finds
         what it made.
         """
-        plan = _instance_plans.get(id(type(obj)))  # _plan_of()'s fast path, inlined
-        if plan is None:
+        cls = type(obj)
+        plan = _instance_plans.get(id(cls))  # _plan_of()'s fast path, inlined
+        if plan is None or plan.cls() is not cls:  # type: ignore[misc]  # a remembered plan has its cls
             plan = _plan_of(obj)  # may raise; nothing has changed yet
             if plan is None:
                 return

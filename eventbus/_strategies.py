@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeGuard, final
 
 from ._dispatch import GIL_DISABLED, ThreadState
 from ._errors import BusClosedError
@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from ._dispatch import Dispatcher
     from ._registry import Registry, Subscriber, Subscription
 
-__all__ = ["DeliveryStrategy", "SyncDelivery"]
+__all__ = ["DeliveryStrategy", "SyncDelivery", "is_strategy"]
 
 
-@runtime_checkable
 class DeliveryStrategy(Protocol):
     """What the bus needs from a delivery strategy.
 
@@ -38,6 +37,16 @@ class DeliveryStrategy(Protocol):
     accepted event, from any thread; `forget` from ``unregister``; `join`,
     `shutdown` and `counts` from the methods of the same names. A strategy
     instance belongs to one bus.
+
+    Robustness (SPEC section 5) is part of the contract: a `KeyboardInterrupt`
+    landing anywhere in `submit` leaves the event accepted whole or not at all;
+    after `shutdown`, `submit` raises `BusClosedError`; a strategy must not keep
+    the bus alive (reach it through ``dispatcher.bus``, which is weak); when the
+    bus is garbage-collected, ``shutdown(False, None)`` is called and the strategy
+    should deliver what it accepted and let its threads end. A strategy may also
+    define ``after_fork_in_child()``, which the bus calls in a forked child
+    process (on the thread that forked, the only one there) to start afresh: new
+    locks, empty queues, fresh workers.
     """
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -63,12 +72,18 @@ class DeliveryStrategy(Protocol):
     def forget(self, subscriber: Subscriber) -> None:
         """*subscriber* was unregistered: drop its queued work, wait for its running calls.
 
-        Its `Subscription`s are already inactive when this is called. Must not wait
-        for a call running on the calling thread (a handler that unregisters itself).
+        Its `Subscription`s are already inactive when this is called. Waits for
+        calls of any of its handlers running on other threads, ``thread_safe=True``
+        ones included. Must not wait for a call running on the calling thread (a
+        handler that unregisters itself).
         """
 
     def join(self, timeout: float | None) -> bool:
-        """Wait until every submitted event has been handled; `False` on timeout."""
+        """Wait until every event submitted before the call has been handled; `False` on timeout.
+
+        Events submitted while it waits (a producer that keeps posting) are not
+        waited for, so that a busy bus cannot starve it.
+        """
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Finish the submitted events (if *wait*) and release threads; `True` if all were handled."""
@@ -82,6 +97,17 @@ _Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
 
 _CLOSED: Final = ThreadState()
 """Put in `SyncDelivery._solo` by ``shutdown()``: no thread's state, so every post takes the checking path."""
+
+_STRATEGY_METHODS: Final = ("start", "submit", "forget", "join", "shutdown", "counts")
+
+
+def is_strategy(obj: object) -> TypeGuard[DeliveryStrategy]:
+    """Whether *obj* has every method of `DeliveryStrategy`.
+
+    What ``@runtime_checkable`` would check, which the compiled build cannot offer:
+    mypyc compiles this module, and a compiled class is not a runtime protocol.
+    """
+    return all(callable(getattr(obj, name, None)) for name in _STRATEGY_METHODS)
 
 
 @final
@@ -176,7 +202,6 @@ class SyncDelivery:
         finally:
             state.dispatching = False
             state.calling = None
-            state.rounds += 1
 
     def _drain(self, state: ThreadState) -> None:
         """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
@@ -196,6 +221,7 @@ class SyncDelivery:
                         state.calling = sub
                         self._call(state, sub, event, tracked, index)
                     tracked = None
+                    state.done += 1
                     continue
                 for sub in handlers:
                     state.calling = sub  # announce, then decide: see the class docstring
@@ -209,6 +235,7 @@ class SyncDelivery:
                     else:
                         self._call(state, sub, event, None, 0)
                 state.calling = None
+                state.done += 1
         except BaseException:
             if tracked is not None:  # the handlers not called yet will not be called
                 tracked._settle_rest()
@@ -274,7 +301,7 @@ class SyncDelivery:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
-                # The accepted point: both stores, with no call between them.
+                # The accepted point: the stores, with no call between them.
                 state.posted += 1
                 state.dispatching = True
                 # The same loop as in _drain(), for an event posted from outside a handler.
@@ -289,6 +316,7 @@ class SyncDelivery:
                             delivered += 1
                     else:
                         strategy._call(state, sub, event, None, 0)
+                state.done += 1
                 if state.queue:  # posts made by the handlers, breadth-first
                     state.calling = None
                     strategy._drain(state)
@@ -298,7 +326,6 @@ class SyncDelivery:
             finally:
                 state.dispatching = False
                 state.calling = None
-                state.rounds += 1
                 state.delivered += delivered
             return None
 
@@ -383,18 +410,20 @@ class SyncDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         deadline = None if timeout is None else time.monotonic() + timeout
-        # Each other thread's round in progress now; it is done once the thread has
-        # finished that round (rounds moved on) or is not delivering at all.
+        # For each other thread in a delivery now: how many events it will have
+        # finished once the one in progress and those queued behind it are done.
+        # (`done` is read first: an event finishing between the reads makes us wait
+        # for one event more, never return early.)
         busy = []
         for state in dispatcher.states():
-            rounds = state.rounds  # read before dispatching: see the loop below
+            done = state.done
             if state is not mine and state.dispatching:
-                busy.append((state, rounds))
+                busy.append((state, done + 1 + len(state.queue)))
         delay = 0.0001
         while True:
             if self._orphans or mine.queue:
                 self._deliver_orphans(mine)
-            busy = [(state, rounds) for state, rounds in busy if state.dispatching and state.rounds == rounds]
+            busy = [(state, target) for state, target in busy if state.dispatching and state.done < target]
             if not busy and not self._orphans:
                 return True
             # Other threads deliver on their own stacks; all we can do is watch them finish.
@@ -414,7 +443,6 @@ class SyncDelivery:
         finally:
             mine.dispatching = False
             mine.calling = None
-            mine.rounds += 1
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Refuse further events (a saved ``bus.post`` included), then optionally join.

@@ -59,7 +59,6 @@ import atexit
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
@@ -935,9 +934,11 @@ class OrderedDelivery(_ThreadPoolDelivery):
     _key_of = staticmethod(_ordered_key)
 
 
-# The pools that may still hold undelivered events. Weak: an entry never keeps a
-# strategy (or, through it, a subscriber) alive; a stopped pool leaves at once.
-_open_pools: weakref.WeakSet[_ThreadPoolDelivery] = weakref.WeakSet()
+# The pools that may still hold undelivered events, for the exit drain. A plain set,
+# not a WeakSet: a pool's worker threads keep it alive until it stops (when
+# _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak
+# references. It holds strategies only, never a bus.
+_open_pools: set[_ThreadPoolDelivery] = set()
 
 
 def _drain_at_exit() -> None:

@@ -485,7 +485,7 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
 
     from eventbus import _registry
 
-    def make() -> weakref.ref[type]:
+    def make() -> tuple[weakref.ref[type], int]:
         class Temporary:
             @subscribe(Base)
             def on_base(self, event: Base) -> None:
@@ -494,13 +494,38 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
         registry = Registry()
         registry.add(Temporary())
         assert id(Temporary) in _registry._instance_plans
-        return weakref.ref(Temporary)
+        return weakref.ref(Temporary), id(Temporary)
 
-    ref = make()
+    ref, key = make()
     gc.collect()
     assert ref() is None
-    assert len(_registry._instance_plans) == len(_registry._instance_plan_refs)
-    assert all(r() is not None for r in _registry._instance_plan_refs.values())
+    assert key not in _registry._instance_plans
+
+
+def test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id() -> None:
+    """A plan is checked against its class: a stale entry under a reused id is ignored."""
+    from eventbus import _registry
+
+    class First:
+        @subscribe(Base)
+        def on_base(self, event: Base) -> None:
+            pass
+
+    class Second:
+        @subscribe("reg.second")
+        def on_second(self, event: Message) -> None:
+            pass
+
+    registry = Registry()
+    registry.add(First())
+    # As if First had died and its entry had not been dropped, and Second took its id.
+    _registry._instance_plans[id(Second)] = _registry._instance_plans[id(First)]
+    second = Second()
+    registry.add(second)
+    assert [sub.name for sub in registry.subscribers("reg.second")] == [
+        "test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id.<locals>.Second.on_second"
+    ]
+    del _registry._instance_plans[id(Second)]
 
 
 def test_a_decorated_bound_method_is_refused_even_after_an_undecorated_one() -> None:
