@@ -384,13 +384,44 @@ class _ThreadPoolDelivery:
             state = self._dispatcher.state()
         if self._closed:
             raise BusClosedError(_CLOSED)
-        if key is not None or not _LOCK_FREE:
-            self._submit_locked(event, handlers, delivery, timeout, key, state)
-            return
-        # No lock: the room check (_waiting(), inlined) reads counters that only
+        # The room check (_waiting(), inlined) takes no lock: it reads counters that only
         # posts raise, so with one posting thread what it sees can only grow roomier.
         if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
             self._wait_for_room(timeout)  # may raise: nothing was accepted
+        if key is not None or not _LOCK_FREE:
+            # A keyed event (or any event without the GIL): the key line and the
+            # accepted point under the lock.
+            keyed = None if key is None else _KeyedWork(key)
+            with self._lock:
+                ahead = None if key is None else self._keys.get(key)  # may run the key's __hash__
+                new: deque[_Job] | None = deque() if key is not None and ahead is None else None
+                phase = self._phase
+                keyed_job: _Job = (event, handlers, delivery, keyed, phase)
+                if self._closed:
+                    raise BusClosedError(_CLOSED)
+                if new is not None:
+                    # Storing a new key line may run the key's __hash__/__eq__, where an
+                    # interrupt can land: then it is not stored and nothing was counted.
+                    # Once stored, the rest up to the append is one call-free run.
+                    self._keys[key] = new
+                # The accepted point: counts and one append, with no call in between.
+                if phase:
+                    state.submitted_odd += 1
+                else:
+                    state.submitted += 1
+                state.posted += 1
+                if ahead is not None:  # wait behind the key's active event
+                    self._held += 1
+                    ahead.append(keyed_job)
+                    return
+                self._items.append(keyed_job)
+            # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
+            if self._sleepers:
+                try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                    self._sleepers.pop().release()
+                except (IndexError, RuntimeError):
+                    pass
+            return
         if not state.signal_thread and len(handlers) == 1 and not handlers[0].binding.thread_safe:
             # One thread_safe=False handler, posted from a thread that gets no signals:
             # the call goes straight into its subscriber's line (a mailbox), and only the
@@ -413,7 +444,7 @@ class _ThreadPoolDelivery:
                 self._queue_line(line)
             return
         items = self._items
-        # The accepted point. From here to items.append() there is no call, so no
+        # The accepted point, lock-free. From here to items.append() there is no call, so no
         # interrupt and (with the GIL) no other thread can come in between: the
         # phase read, the closed check, the counts and the append happen as one.
         phase = self._phase
@@ -431,50 +462,6 @@ class _ThreadPoolDelivery:
             try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
                 self._sleepers.pop().release()
             except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
-                pass
-
-    def _submit_locked(
-        self,
-        event: object,
-        handlers: tuple[Subscription, ...],
-        delivery: Delivery | None,
-        timeout: float | None,
-        key: Hashable | None,
-        state: ThreadState,
-    ) -> None:
-        # A keyed event (or any event without the GIL): the room check, the key line
-        # and the accepted point under the lock.
-        keyed = None if key is None else _KeyedWork(key)
-        if self._waiting() >= self.max_queued:
-            self._wait_for_room(timeout)  # may raise: nothing was accepted
-        with self._lock:
-            line = None if key is None else self._keys.get(key)  # may run the key's __hash__
-            new: deque[_Job] | None = deque() if key is not None and line is None else None
-            phase = self._phase
-            job: _Job = (event, handlers, delivery, keyed, phase)
-            if self._closed:
-                raise BusClosedError(_CLOSED)
-            if new is not None:
-                # Storing a new key line may run the key's __hash__/__eq__, where an
-                # interrupt can land: then it is not stored and nothing was counted.
-                # Once stored, the rest up to the append is one call-free run.
-                self._keys[key] = new
-            # The accepted point: counts and one append, with no call in between.
-            if phase:
-                state.submitted_odd += 1
-            else:
-                state.submitted += 1
-            state.posted += 1
-            if line is not None:
-                self._held += 1
-                line.append(job)
-                return
-            self._items.append(job)
-        # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
-        if self._sleepers:
-            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
-                self._sleepers.pop().release()
-            except (IndexError, RuntimeError):
                 pass
 
     def _queue_line(self, line: _Line) -> None:
