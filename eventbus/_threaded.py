@@ -56,14 +56,13 @@ a forked child the pool starts over with fresh locks, queues and workers
 from __future__ import annotations
 
 import atexit
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
 
-from ._dispatch import logger
+from ._dispatch import GIL_DISABLED, logger
 from ._errors import BusClosedError
 from ._events import ordering_key_of, topic_of
 from ._room import Gates, queue_full_error
@@ -94,8 +93,9 @@ _WAIT_SLICE: Final = 0.1
 # sleeps on a condition before it looks again: workers notify, but a notification
 # can be missed (see IDLE_WAKE_SECONDS), and then it costs this much, never a hang.
 
-_LOCK_FREE: Final = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
-# Without the GIL, posts take the pool's lock (see submit and docs/design.md).
+_LOCK_FREE: Final = not GIL_DISABLED
+# Without the GIL, posts and subscriber-line hand-overs take the pool's lock
+# (see submit, _park, _let_go and docs/design.md, "Without the GIL").
 
 _STOP: Final = object()  # what the run queue hands a worker once the pool has stopped
 _IDLE: Final = object()  # what it hands a worker that slept IDLE_WAKE_SECONDS for nothing
