@@ -312,6 +312,9 @@ class _ThreadPoolDelivery:
         self._threads: list[threading.Thread] = []
         self._worker_ids: dict[int, int] = {}  # thread ident -> worker index
         self._calling: list[Subscriber | None] = [None] * self.workers  # worker index -> subscriber in a call
+        # Without the GIL, a worker publishes its _calling slot under its own lock and
+        # unregister() reads the slots under the same locks (see _announce and forget).
+        self._slot_locks = [threading.Lock() for _ in range(self.workers)]
 
     # -- protocol ----------------------------------------------------------------------
 
@@ -544,7 +547,13 @@ class _ThreadPoolDelivery:
         forgotten = self._forgotten
         while True:
             gate = forgotten.enter()  # before the look: a worker leaving the call after it wakes us
-            busy = any(owner is subscriber for owner in self._calling)
+            if _LOCK_FREE:
+                busy = any(owner is subscriber for owner in self._calling)
+            else:
+                busy = False
+                for index, slot_lock in enumerate(self._slot_locks):
+                    with slot_lock:
+                        busy = busy or self._calling[index] is subscriber
             forgotten.sleep(gate, _WAIT_SLICE if busy else 0)  # bounded: a missed wake-up costs latency
             if not busy:
                 return
@@ -675,6 +684,7 @@ class _ThreadPoolDelivery:
         state = dispatcher.state()
         get = self._runq.get
         calling = self._calling
+        lock_free = _LOCK_FREE
         gate = threading.Lock()
         gate.acquire()  # held while this worker runs; released by a put() to wake it
         while True:
@@ -688,7 +698,10 @@ class _ThreadPoolDelivery:
                         # The hot path, inline: thread-safe, unfiltered handlers of an
                         # unkeyed, unpublished event (see _call and _finish for the rest).
                         for sub in handlers:
-                            calling[index] = sub.owner  # before the check: see _call
+                            if lock_free:
+                                calling[index] = sub.owner  # before the check: see _call
+                            else:
+                                self._announce(index, sub.owner)
                             if not sub.fast:  # unregistered since the look above
                                 continue
                             try:
@@ -776,7 +789,10 @@ class _ThreadPoolDelivery:
         # Publish which subscriber this worker is in *before* checking sub.active,
         # so that unregister() either sees us here or we see the handler inactive.
         calling = self._calling
-        calling[index] = sub.owner
+        if _LOCK_FREE:
+            calling[index] = sub.owner
+        else:
+            self._announce(index, sub.owner)
         try:
             if delivery is None and sub.plain:
                 try:
@@ -793,6 +809,15 @@ class _ThreadPoolDelivery:
         calling[index] = None
         if self._forgetting:
             self._forgotten.notify_all()
+
+    def _announce(self, index: int, owner: Subscriber) -> None:
+        # Without the GIL: publish that worker *index* is in *owner*'s handler under the
+        # slot's lock, before the caller reads the handler's active flag. unregister()
+        # clears that flag, then reads the slots under the same locks: either it sees
+        # this worker here, or this worker then sees the flag cleared (lock release and
+        # acquire order the two; plain stores and loads would not).
+        with self._slot_locks[index]:
+            self._calling[index] = owner
 
     def _failed(self, exc: BaseException, sub: Subscription, event: object, state: ThreadState) -> None:
         # A handler called inline raised: count and report it (Dispatcher.fail never
