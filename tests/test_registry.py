@@ -8,7 +8,8 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from eventbus import DeadEvent, Event, EventBus, Message, Subscription, SubscriptionError, subscribe
-from eventbus._registry import _MAX_CACHED_KEYS, Registry, key_of, scan_class
+from eventbus._registry import _MAX_CACHED_KEYS, Registry, key_of
+from eventbus._scan import scan_class
 
 from . import future_subscribers as future
 
@@ -483,7 +484,7 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
     import gc
     import weakref
 
-    from eventbus import _registry
+    from eventbus import _scan
 
     def make() -> tuple[weakref.ref[type], int]:
         class Temporary:
@@ -493,18 +494,18 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
 
         registry = Registry()
         registry.add(Temporary())
-        assert id(Temporary) in _registry._instance_plans
+        assert id(Temporary) in _scan.instance_plans
         return weakref.ref(Temporary), id(Temporary)
 
     ref, key = make()
     gc.collect()
     assert ref() is None
-    assert key not in _registry._instance_plans
+    assert key not in _scan.instance_plans
 
 
 def test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id() -> None:
     """A plan is checked against its class: a stale entry under a reused id is ignored."""
-    from eventbus import _registry
+    from eventbus import _scan
 
     class First:
         @subscribe(Base)
@@ -519,13 +520,13 @@ def test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id(
     registry = Registry()
     registry.add(First())
     # As if First had died and its entry had not been dropped, and Second took its id.
-    _registry._instance_plans[id(Second)] = _registry._instance_plans[id(First)]
+    _scan.instance_plans[id(Second)] = _scan.instance_plans[id(First)]
     second = Second()
     registry.add(second)
     assert [sub.name for sub in registry.subscribers("reg.second")] == [
         "test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id.<locals>.Second.on_second"
     ]
-    del _registry._instance_plans[id(Second)]
+    del _scan.instance_plans[id(Second)]
 
 
 def test_a_decorated_bound_method_is_refused_even_after_an_undecorated_one() -> None:
