@@ -120,20 +120,39 @@ class ThreadState:
         "end_ref",
         "failed",
         "finished",
+        "finished_odd",
         "posted",
         "queue",
+        "signal_thread",
         "submitted",
+        "submitted_odd",
     )
 
-    COUNTERS: ClassVar[tuple[str, ...]] = ("posted", "submitted", "finished", "delivered", "failed", "dead")
+    COUNTERS: ClassVar[tuple[str, ...]] = (
+        "posted",
+        "submitted",
+        "finished",
+        "submitted_odd",
+        "finished_odd",
+        "delivered",
+        "failed",
+        "dead",
+    )
     """The counters that a retired thread's state adds to `Dispatcher.retired`."""
 
     def __init__(self) -> None:
         self.posted: int = 0
         self.submitted: int = 0
-        """Units of work this thread handed to a thread-pool strategy (events, parked calls)."""
+        """Units of work this thread handed to a thread-pool strategy (events, parked calls) in an even join phase."""
         self.finished: int = 0
-        """Units of work this thread finished as a thread-pool worker."""
+        """Units of work this thread finished as a thread-pool worker, of an even join phase."""
+        self.submitted_odd: int = 0
+        """Like ``submitted``, for units of an odd join phase (see the thread-pool join)."""
+        self.finished_odd: int = 0
+        """Like ``finished``, for units of an odd join phase."""
+        self.signal_thread: bool = threading.get_ident() == threading.main_thread().ident
+        """Whether this thread runs Python's signal handlers (the main thread), so that a
+        ``KeyboardInterrupt`` can land in it between any two calls; no other thread gets one."""
         self.delivered: int = 0
         self.failed: int = 0
         self.dead: int = 0

@@ -23,8 +23,9 @@ a line. A worker that finds the subscriber busy leaves the call in its line and
 moves on to the event's other handlers and to other events; the worker that
 frees the subscriber hands the line to the run queue. So a slow subscriber holds
 at most one worker, never the pool (the ancestor parked workers on a lock). An
-event whose only handler is such a handler goes straight into the line (a
-mailbox). Lines take no lock: see `_Line`.
+event whose only handler is such a handler becomes a mailbox entry in the line
+(put there by the poster itself, or, from the main thread, by the worker that
+takes the event). Lines take no lock: see `_Line`.
 
 *Backpressure.* At most ``max_queued`` accepted events wait to start. ``post``
 blocks while that many wait, or raises `QueueFullError` when its ``timeout=``
@@ -38,7 +39,18 @@ events (never shut down, or shut down with ``wait=False``) is drained for as
 long as its workers make progress; only when no event has finished for
 `EXIT_STALL_SECONDS` (a handler that hangs) does the interpreter exit without
 the rest. ``shutdown()`` stops intake, lets the workers deliver everything
-accepted, then stops them.
+accepted, then stops them. A bus that is garbage-collected without
+``shutdown()`` is shut down with ``wait=False`` by its finalizer: its workers
+deliver what it accepted and then end, as `concurrent.futures` workers do; no
+worker holds the bus (a worker holds this strategy, which holds the dispatcher,
+which holds the bus weakly), and idle workers hold no event.
+
+*Faults.* A ``KeyboardInterrupt`` on the posting thread leaves an event accepted
+whole or not at all (see `_ThreadPoolDelivery`, "Accepted points"); nothing
+blocked waits on a `threading.Condition` (see `Gates`), and every wait is
+bounded, so a wake-up that an interrupt cut off costs latency, never a hang. In
+a forked child the pool starts over with fresh locks, queues and workers
+(`_ThreadPoolDelivery.after_fork_in_child`).
 """
 
 from __future__ import annotations
@@ -50,10 +62,10 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
 
-from ._dispatch import logger
+from ._dispatch import GIL_DISABLED, logger
 from ._errors import BusClosedError
 from ._events import ordering_key_of, topic_of
-from ._room import wait_for_room
+from ._room import Gates, queue_full_error
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -65,7 +77,30 @@ __all__ = ["EXIT_STALL_SECONDS", "ConcurrentDelivery", "OrderedDelivery"]
 EXIT_STALL_SECONDS: Final = 5.0
 """At interpreter exit, give up draining once no event has finished for this long."""
 
-_STOP: Final = object()  # put on the run queue once per worker to end it
+IDLE_WAKE_SECONDS: Final = 0.5
+"""How long an idle worker sleeps before it looks at the run queue again on its own.
+
+Workers are woken by the post that gives them work; this bound only matters when
+that wake-up was lost: a ``KeyboardInterrupt`` that lands between a post taking a
+sleeper off the list and releasing it, or (free-threaded CPython) a post and a
+worker that miss each other. Then the event waits at most this long instead of
+forever. Half a second costs an idle worker two wake-ups a second (a few
+microseconds each: well under 0.01 % of a core for a default 8-worker bus).
+"""
+
+_WAIT_SLICE: Final = 0.1
+# The longest a blocked caller (join, shutdown, unregister, a post waiting for room)
+# sleeps on a condition before it looks again: workers notify, but a notification
+# can be missed (see IDLE_WAKE_SECONDS), and then it costs this much, never a hang.
+
+_LOCK_FREE: Final = not GIL_DISABLED
+# Without the GIL, posts and subscriber-line hand-overs take the pool's lock
+# (see submit, _park, _let_go and docs/design.md, "Without the GIL").
+
+_STOP: Final = object()  # what the run queue hands a worker once the pool has stopped
+_IDLE: Final = object()  # what it hands a worker that slept IDLE_WAKE_SECONDS for nothing
+
+_CLOSED: Final = "the bus was shut down before this event was accepted; it was not delivered"
 
 
 class _KeyedWork:
@@ -78,30 +113,37 @@ class _KeyedWork:
         self.pending = 1  # the worker's pass over the handlers, plus one per call parked in a line
 
 
-# An accepted event on its way through the pool: (event, handlers, delivery, keyed work or None).
-_Job = tuple[object, tuple["Subscription", ...], "Delivery | None", _KeyedWork | None]
-# A thread_safe=False call parked in its subscriber's line: (handler, event, delivery, position, keyed work).
-_Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | None]
+# An accepted event on its way through the pool:
+# (event, handlers, delivery, keyed work or None, join phase 0 or 1).
+_Job = tuple[object, tuple["Subscription", ...], "Delivery | None", _KeyedWork | None, int]
+# A thread_safe=False call parked in its subscriber's line:
+# (handler, event, delivery, position, keyed work, join phase of its event).
+_Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | None, int]
 
 
 class _Line:
     """The waiting line of one subscriber's ``thread_safe=False`` handler calls.
 
-    It takes no lock of the pool's. Whoever holds `claim` is the line's only
+    Only threads that receive no signals touch a line: workers, and posts made on
+    threads other than the main one (a ``KeyboardInterrupt`` could leave a line
+    claimed and never queued; the main thread's posts go through the run queue).
+    A line takes no lock of the pool's. Whoever holds `claim` is the line's only
     runner: a worker running one of its calls, or the worker it was handed to
-    through the run queue. A poster appends its call and then tries the claim
-    without blocking: if it gets it, the line was idle and it puts the line on
-    the run queue; if not, the holder will run the call. A runner that finds
-    `calls` empty releases the claim and then looks once more, so a call appended
-    just before the release is never left behind: either the runner sees it and
-    takes the claim back, or the poster's own try succeeds.
+    through the run queue. A thread that parks a call appends it and then tries
+    the claim without blocking: if it gets it, the line was idle and it puts the
+    line on the run queue; if not, the holder will run the call. A runner that
+    finds `calls` empty releases the claim and then looks once more, so a call
+    appended just before the release is never left behind: either the runner sees
+    it and takes the claim back, or the parker's own try succeeds.
     """
 
-    __slots__ = ("calls", "claim")
+    __slots__ = ("calls", "claim", "pool")
 
-    def __init__(self) -> None:
+    def __init__(self, pool: object) -> None:
         self.calls: deque[_Parked] = deque()
         self.claim = threading.Lock()
+        self.pool = pool
+        """The pool generation that made it (`_ThreadPoolDelivery._lines`); a line from before a fork is stale."""
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -116,42 +158,68 @@ class _RunQueue:
     all the workers cycle through sleep and wake-up for each event and fight over
     the GIL. Here a put wakes one sleeper only when there is one, and workers that
     are awake keep taking what accumulates, so the number of busy workers follows
-    the load. ``deque.append``/``popleft`` and ``list.append``/``pop`` are atomic
-    under the GIL; each worker sleeps on its own lock (its *gate*).
+    the load. ``deque.append``/``popleft`` and ``list.append``/``pop`` are atomic;
+    each worker sleeps on its own lock (its *gate*), for at most
+    `IDLE_WAKE_SECONDS`, so a wake-up that was lost costs latency, never a hang.
+
+    A gate is released by whoever took it off `_sleepers`. A release may come
+    late (after the worker woke by itself) or twice in a row; the worker makes
+    sure it holds its gate before it announces itself again, and a release of an
+    open gate is ignored: either way the worst outcome is a spurious wake-up.
     """
 
-    __slots__ = ("_items", "_sleepers")
+    __slots__ = ("_items", "_sleepers", "stopped")
 
     def __init__(self) -> None:
         self._items: deque[object] = deque()
         self._sleepers: list[threading.Lock] = []
+        self.stopped = False
+        """Set once the pool has stopped: an idle worker then ends."""
 
     def put(self, item: object) -> None:
-        """Append *item*; wake one sleeping worker, if any."""
+        """Append *item*; wake one sleeping worker, if any (workers only: posts inline this)."""
         self._items.append(item)
         if self._sleepers:
-            try:
-                gate = self._sleepers.pop()
-            except IndexError:  # another put woke the last sleeper first
-                return
-            gate.release()
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                self._sleepers.pop().release()
+            except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
+                pass
+
+    def wake_all(self) -> None:
+        """Wake every sleeping worker."""
+        sleepers = self._sleepers
+        while sleepers:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                sleepers.pop().release()
+            except (IndexError, RuntimeError):
+                pass
 
     def get(self, gate: threading.Lock) -> object:
-        """Take the next item, sleeping on *gate* (held by the caller) while there is none."""
+        """Take the next item, sleeping on *gate* while there is none.
+
+        Returns `_STOP` once the pool has stopped, and `_IDLE` after a sleep that
+        no put() ended (so the worker can look after the pool, then call again).
+        """
         items, sleepers = self._items, self._sleepers
         while True:
             try:
                 return items.popleft()
             except IndexError:
                 pass
+            if self.stopped:
+                return _STOP
+            gate.acquire(False)  # hold the gate: a late release may have left it open
             sleepers.append(gate)
-            if items:  # an item arrived between the look and the announcement
-                try:
-                    sleepers.remove(gate)
-                except ValueError:  # a put() already took us off the list and will release us
-                    gate.acquire()
-                continue
-            gate.acquire()  # sleep until a put() releases the gate
+            woken = True
+            if not items and not self.stopped:  # nothing arrived between the look and the announcement
+                woken = gate.acquire(timeout=IDLE_WAKE_SECONDS)  # until a put() releases it, or look again
+            try:
+                sleepers.remove(gate)
+            except ValueError:  # a put() took us off the list
+                pass
+            else:
+                if not woken and not items:
+                    return _IDLE
 
     def __len__(self) -> int:
         return len(self._items)
@@ -161,25 +229,44 @@ class _ThreadPoolDelivery:
     """The machinery shared by `ConcurrentDelivery` and `OrderedDelivery`.
 
     The hot path takes no lock of ours: a post appends to a `_RunQueue` and a
-    worker takes from it, both atomic under the GIL, and the counters that
-    `join` and ``stats()`` need are per thread (`ThreadState.submitted` and
-    ``finished``), each written only by its own thread. Work is counted in
-    *units*: an accepted event is one unit until a worker's pass over its
-    handlers ends, and a call parked in a subscriber's line is one more unit
-    until it returns. Subscriber lines take no lock either (see `_Line`);
-    ``_lock`` guards the rarer structures: key lines, the creation of a line,
-    and the conditions that blocked callers wait on.
+    worker takes from it, and the counters that `join` and ``stats()`` need are
+    per thread (`ThreadState` ``submitted``/``finished``, and their ``_odd``
+    twins), each written only by its own thread and summed by
+    `Dispatcher.sums`. Work is counted in *units*: an accepted event is one unit
+    until a worker's pass over its handlers ends, and a call parked in a
+    subscriber's line is one more unit until it returns (the last handler's
+    parked call takes over the pass's unit). Subscriber lines take no lock either
+    (see `_Line`); ``_lock`` guards the rarer structures: key lines, the creation
+    of a line, the join phases and the conditions that blocked callers wait on.
+
+    *Accepted points.* A post changes nothing that another thread can see until
+    one call-free run of bytecode: read the join phase, check ``_closed``, count
+    the unit, and one C-level commit (``deque.append`` of the job to the run
+    queue or to its key line). CPython runs signal handlers, and switches
+    threads, only at calls, function starts and loop back-edges, so a
+    ``KeyboardInterrupt`` lands either before that run (nothing accepted,
+    nothing to undo) or after it (the event is accepted whole). Waking a
+    sleeping worker comes after the commit; if an interrupt skips it, the worker
+    wakes by itself within `IDLE_WAKE_SECONDS`. Everything else (subscriber
+    lines, key-line successors, the finish bookkeeping) happens on worker
+    threads, which receive no signals.
+
+    *join phases.* Units are counted in one of two phases, 0 and 1 (even and odd
+    join epochs). A post counts its event in the current phase, and the event's
+    parked calls and its key-line successor stay in that phase. ``join()`` flips
+    the phase (once the other phase has drained: then every event accepted
+    before the call is in the phase being left) and waits until the phase it
+    left has drained, so a producer that keeps posting only fills the new phase.
 
     ``max_queued`` bounds the units waiting to start: the events in the run
     queue (not the subscriber lines there), ``_held`` (events waiting in key
     lines) and the calls parked in subscriber lines, counted by ``_parked``.
-    ``_parked`` and ``_queued_lines`` are deques used as counters: ``append``,
-    ``pop`` and ``len`` are atomic under the GIL, so the lines need no lock. A
-    poster appends a ``_parked`` token before it appends its call, and a worker
-    pops one just before the call starts, so the count never runs low. With one
-    posting thread the bound is exact; posts racing on several threads may each
-    pass the check at once, so it can be exceeded by at most one event per
-    concurrent poster.
+    ``_parked`` and ``_queued_lines`` are deques used as counters (``append``,
+    ``pop`` and ``len`` are atomic, so the lines need no lock). A worker appends
+    a ``_parked`` token before it appends its call, and pops one just before the
+    call starts, so the count never runs low. With one posting thread the bound
+    is exact; posts racing on several threads may each pass the check at once,
+    so it can be exceeded by at most one event per concurrent poster.
     """
 
     _key_of: Callable[[object], Hashable | None]
@@ -192,24 +279,42 @@ class _ThreadPoolDelivery:
         self.max_queued = max_queued
         """How many accepted events may wait to start before ``post`` blocks."""
         self._dispatcher: Dispatcher | None = None
+        self._closed = False
+        self._stopped = False  # closed and idle: the workers have been told to end
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        # Everything that threads share besides the counters: made at start, and
+        # again in a forked child (never reuse a lock another parent thread may hold).
         self._runq = _RunQueue()
-        self._items = self._runq._items  # its deque, for len() on the hot path
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # posts waiting for max_queued to let them in
-        self._settled = threading.Condition(self._lock)  # join()/shutdown() waiting for every unit to finish
-        self._forgotten = threading.Condition(self._lock)  # unregister() waiting for running calls to end
+        self._runq.stopped = self._stopped
+        self._items = self._runq._items  # its deque, for the posts' inline append and len()
+        self._sleepers = self._runq._sleepers  # its sleeping workers, for the posts' inline wake-up
+        # Reentrant: a bus collected by the garbage collector on a worker runs its
+        # finalizer (shutdown) wherever that worker is, perhaps inside this lock. And
+        # its owner check turns a release by the wrong thread into an error instead
+        # of a silent release of someone else's hold. Nobody waits while holding it
+        # (see Gates: Condition.wait is not safe from Ctrl-C).
+        self._lock = threading.RLock()
+        self._room = Gates()  # posts waiting for max_queued to let them in
+        self._settled = Gates()  # join()/shutdown() waiting for units to finish
+        self._forgotten = Gates()  # unregister() waiting for running calls to end
+        self._room_waiters = self._room.gates  # non-empty while a post waits for room
+        self._joiners = self._settled.gates  # non-empty while join()/shutdown() waits
+        self._forgetting = self._forgotten.gates  # non-empty while unregister() waits
         self._held = 0  # events waiting in key lines (under _lock)
         self._parked: deque[None] = deque()  # one token per call parked in a subscriber line
         self._queued_lines: deque[None] = deque()  # one token per subscriber line in the run queue
-        self._room_waiters = 0  # posts blocked for room (workers notify only when someone waits)
-        self._joiners = 0  # join()/shutdown() calls waiting for every unit to finish
         self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
-        self._closed = False
-        self._stopped = False  # _STOP has been sent to the workers
+        self._epoch = 0  # join epochs so far (under _lock)
+        self._phase = 0  # the phase new units count in: _epoch & 1
+        self._lines = object()  # this generation of subscriber lines (see _Line.pool)
         self._threads: list[threading.Thread] = []
         self._worker_ids: dict[int, int] = {}  # thread ident -> worker index
-        self._calling: list[Subscriber | None] = []  # worker index -> subscriber whose handler it is calling
-        self._forgetting = 0  # unregister() calls in progress
+        self._calling: list[Subscriber | None] = [None] * self.workers  # worker index -> subscriber in a call
+        # Without the GIL, a worker publishes its _calling slot under its own lock and
+        # unregister() reads the slots under the same locks (see _announce and forget).
+        self._slot_locks = [threading.Lock() for _ in range(self.workers)]
 
     # -- protocol ----------------------------------------------------------------------
 
@@ -219,14 +324,47 @@ class _ThreadPoolDelivery:
             raise RuntimeError(f"this {type(self).__name__} already serves a bus; give each bus its own strategy")
         self._dispatcher = dispatcher
         self._local = dispatcher.local
-        self._calling = [None] * self.workers
-        name = getattr(dispatcher.bus, "name", "eventbus")
+        self._name = str(getattr(dispatcher.bus, "name", "eventbus"))  # a string: no worker holds the bus
+        self._start_workers()
+        _open_pools.add(self)
+
+    def _start_workers(self) -> None:
+        # The thread's target is this strategy, never the bus (see docs/design.md, "Garbage").
         for index in range(self.workers):
-            thread = threading.Thread(target=self._work, args=(index,), name=f"{name}-worker-{index}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(index,), name=f"{self._name}-worker-{index}", daemon=True
+            )
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
-        _open_pools.add(self)
+
+    def after_fork_in_child(self) -> None:
+        """Make the pool usable in a forked child: fresh locks, queues, lines and workers.
+
+        What the parent accepted stays the parent's: its queued events, key lines
+        and parked calls are dropped here, and their units are counted as finished
+        (in `Dispatcher.retired`) so that ``join()`` and ``shutdown()`` in the child
+        return at once. A closed pool stays closed, and is stopped.
+        """
+        dispatcher = self._dispatcher
+        self._fresh_state()
+        if dispatcher is None:
+            return
+        self._local = dispatcher.local
+        state = getattr(dispatcher.local, "state", None)
+        if state is not None:  # the forking thread is the child's main thread: signals land there now
+            state.signal_thread = True
+        finished, finished_odd, submitted, submitted_odd = dispatcher.sums(
+            "finished", "finished_odd", "submitted", "submitted_odd"
+        )
+        retired = dispatcher.retired
+        retired.finished += submitted - finished
+        retired.finished_odd += submitted_odd - finished_odd
+        if self._closed:
+            self._stopped = self._runq.stopped = True
+            _open_pools.discard(self)
+        else:
+            self._start_workers()
 
     def submit(
         self,
@@ -235,100 +373,168 @@ class _ThreadPoolDelivery:
         delivery: Delivery | None,
         timeout: float | None,
     ) -> None:
-        """Queue *event* for the workers, waiting for room if ``max_queued`` units wait."""
+        """Queue *event* for the workers, waiting for room if ``max_queued`` units wait.
+
+        Raises:
+            BusClosedError: The pool was shut down; nothing was accepted.
+            QueueFullError: No room within *timeout*; nothing was accepted.
+        """
         key = self._key_of(event)
         try:
             state: ThreadState = self._local.state
         except AttributeError:
             assert self._dispatcher is not None, "start() was not called"
             state = self._dispatcher.state()
-        # Count the unit *before* looking at _closed: a shutdown() that starts now
-        # then waits for it, and if we find the bus closed we take it back.
-        state.submitted += 1
-        try:
-            if self._closed:
-                raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
-            if key is None:
-                # No lock: the room check (_waiting(), inlined) reads counters that only
-                # posts raise, so with one posting thread what it sees can only grow
-                # roomier, and subscriber lines are lock-free (see _Line).
-                if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
-                    self._wait_for_room(timeout)
-                state.posted += 1
-                if len(handlers) == 1 and not handlers[0].binding.thread_safe:
-                    # One thread_safe=False handler: the event goes straight into its
-                    # subscriber's line (a mailbox), and only the worker serving that line
-                    # touches it, instead of one worker parking it for another.
-                    sub = handlers[0]
-                    line = sub.owner.lane
-                    if line is None:
-                        line = self._new_line(sub.owner)
-                    assert isinstance(line, _Line)
-                    self._parked.append(None)
-                    line.calls.append((sub, event, delivery, 0, None))
-                    if line.claim.acquire(False):
-                        self._queue_line(line)
-                else:
-                    self._runq.put((event, handlers, delivery, None))
-                return
-            job: _Job = (event, handlers, delivery, _KeyedWork(key))
+        if self._closed:
+            raise BusClosedError(_CLOSED)
+        # The room check (_waiting(), inlined) takes no lock: it reads counters that only
+        # posts raise, so with one posting thread what it sees can only grow roomier.
+        if len(self._items) - len(self._queued_lines) + self._held + len(self._parked) >= self.max_queued:
+            self._wait_for_room(timeout)  # may raise: nothing was accepted
+        if key is not None or not _LOCK_FREE:
+            # A keyed event (or any event without the GIL): the key line and the
+            # accepted point under the lock.
+            keyed = None if key is None else _KeyedWork(key)
             with self._lock:
-                if self._waiting() >= self.max_queued:
-                    self._wait_for_room(timeout, locked=True)
+                ahead = None if key is None else self._keys.get(key)  # may run the key's __hash__
+                new: deque[_Job] | None = deque() if key is not None and ahead is None else None
+                phase = self._phase
+                keyed_job: _Job = (event, handlers, delivery, keyed, phase)
+                if self._closed:
+                    raise BusClosedError(_CLOSED)
+                if new is not None:
+                    # Storing a new key line may run the key's __hash__/__eq__, where an
+                    # interrupt can land: then it is not stored and nothing was counted.
+                    # Once stored, the rest up to the append is one call-free run.
+                    self._keys[key] = new
+                # The accepted point: counts and one append, with no call in between.
+                if phase:
+                    state.submitted_odd += 1
+                else:
+                    state.submitted += 1
                 state.posted += 1
-                line = self._keys.get(key)
-                if line is not None:
-                    line.append(job)
+                if ahead is not None:  # wait behind the key's active event
                     self._held += 1
+                    ahead.append(keyed_job)
                     return
-                self._keys[key] = deque()
-            self._runq.put(job)
-        except BaseException:
-            state.submitted -= 1
-            if self._joiners:
-                with self._lock:
-                    self._settled.notify_all()
-            raise
+                self._items.append(keyed_job)
+            # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
+            if self._sleepers:
+                try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                    self._sleepers.pop().release()
+                except (IndexError, RuntimeError):
+                    pass
+            return
+        if not state.signal_thread and len(handlers) == 1 and not handlers[0].binding.thread_safe:
+            # One thread_safe=False handler, posted from a thread that gets no signals:
+            # the call goes straight into its subscriber's line (a mailbox), and only the
+            # worker serving that line touches it, instead of one worker parking it for
+            # another. Several steps, which no KeyboardInterrupt can separate here.
+            sub = handlers[0]
+            line = self._line_of(sub.owner)
+            phase = self._phase
+            call = (sub, event, delivery, 0, None, phase)
+            if self._closed:  # shut down while this post waited: a shutdown() now waits for our count
+                raise BusClosedError(_CLOSED)
+            if phase:
+                state.submitted_odd += 1
+            else:
+                state.submitted += 1
+            state.posted += 1
+            self._parked.append(None)
+            line.calls.append(call)
+            if line.claim.acquire(False):
+                self._queue_line(line)
+            return
+        items = self._items
+        # The accepted point, lock-free. From here to items.append() there is no call, so no
+        # interrupt and (with the GIL) no other thread can come in between: the
+        # phase read, the closed check, the counts and the append happen as one.
+        phase = self._phase
+        job = (event, handlers, delivery, None, phase)
+        if self._closed:  # shut down while this post waited: a shutdown() now waits for our count
+            raise BusClosedError(_CLOSED)
+        if phase:
+            state.submitted_odd += 1
+        else:
+            state.submitted += 1
+        state.posted += 1
+        items.append(job)
+        # Accepted. Wake a sleeping worker; an interrupt that skips this costs latency only.
+        if self._sleepers:
+            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+                self._sleepers.pop().release()
+            except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
+                pass
 
     def _queue_line(self, line: _Line) -> None:
-        # The caller holds line.claim, which passes to the worker that takes the line.
+        # The caller (a worker) holds line.claim, which passes to the worker that takes the line.
         self._queued_lines.append(None)
         self._runq.put(line)
 
     def _release_line(self, line: _Line) -> None:
-        # The caller holds line.claim and is done running: hand the line on if calls
-        # wait in it, else let it go and look once more (see _Line).
-        claim = line.claim
+        # The caller (a worker) holds line.claim and is done running: hand the line on
+        # if calls wait in it, else let it go and look once more (see _Line).
         while True:
             if line.calls:
                 self._queue_line(line)
                 return
-            claim.release()
-            if not (line.calls and claim.acquire(False)):
+            if not self._let_go(line):
                 return
 
-    def _new_line(self, owner: Subscriber) -> _Line:
-        with self._lock:  # two posts may meet the subscriber's first call at once
-            line = owner.lane
-            if line is None:
-                line = owner.lane = _Line()
-        assert isinstance(line, _Line)
-        return line
+    def _park(self, line: _Line, call: _Parked) -> None:
+        # Leave *call* (already counted) in *line*, and take the line to the run queue
+        # if it is idle (see _Line). Without the GIL, the append and the try run under
+        # the lock, like _let_go's release and look, so that the two cannot miss each other.
+        self._parked.append(None)
+        if _LOCK_FREE:
+            line.calls.append(call)
+            claimed = line.claim.acquire(False)
+        else:
+            with self._lock:
+                line.calls.append(call)
+                claimed = line.claim.acquire(False)
+        if claimed:
+            self._queue_line(line)
 
-    def _wait_for_room(self, timeout: float | None, *, locked: bool = False) -> None:
+    def _let_go(self, line: _Line) -> bool:
+        # Release the claim of *line* (held by the caller, a worker), then look once
+        # more: True if a call arrived meanwhile and the claim was taken back (see _Line).
+        calls, claim = line.calls, line.claim
+        if _LOCK_FREE:
+            claim.release()
+            return bool(calls) and claim.acquire(False)
+        with self._lock:
+            claim.release()
+            return bool(calls) and claim.acquire(False)
+
+    def _line_of(self, owner: Subscriber) -> _Line:
+        line = owner.lane
+        if line is None or cast("_Line", line).pool is not self._lines:
+            with self._lock:  # two workers may meet the subscriber's first call at once
+                line = owner.lane
+                if line is None or cast("_Line", line).pool is not self._lines:  # none yet, or from before a fork
+                    line = owner.lane = _Line(self._lines)
+        return cast("_Line", line)
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        # Wait until fewer than max_queued units wait (or raise); nothing is accepted here.
         if threading.get_ident() in self._worker_ids:
             return  # a handler posting into a full bus is let in: waiting could deadlock the pool
-        if not locked:
-            with self._lock:
-                self._wait_for_room(timeout, locked=True)
-            return
-        self._room_waiters += 1
-        try:
-            wait_for_room(
-                self._room, lambda: self._waiting() >= self.max_queued, lambda: self._closed, timeout, self.max_queued
-            )
-        finally:
-            self._room_waiters -= 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        room = self._room
+        while True:
+            gate = room.enter()  # before the look: a worker that makes room after it wakes us
+            if self._closed:
+                room.sleep(gate, 0)
+                raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
+            if self._waiting() < self.max_queued:
+                room.sleep(gate, 0)
+                return
+            remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            room.sleep(gate, remaining)
+            if remaining <= 0:
+                raise queue_full_error(self.max_queued, timeout)
 
     def forget(self, subscriber: Subscriber) -> None:
         """Wait until no worker is inside one of *subscriber*'s handlers.
@@ -338,16 +544,25 @@ class _ThreadPoolDelivery:
         """
         if threading.get_ident() in self._worker_ids:
             return
-        with self._lock:
-            self._forgetting += 1
-            try:
-                while any(owner is subscriber for owner in self._calling):
-                    self._forgotten.wait()
-            finally:
-                self._forgetting -= 1
+        forgotten = self._forgotten
+        while True:
+            gate = forgotten.enter()  # before the look: a worker leaving the call after it wakes us
+            if _LOCK_FREE:
+                busy = any(owner is subscriber for owner in self._calling)
+            else:
+                busy = False
+                for index, slot_lock in enumerate(self._slot_locks):
+                    with slot_lock:
+                        busy = busy or self._calling[index] is subscriber
+            forgotten.sleep(gate, _WAIT_SLICE if busy else 0)  # bounded: a missed wake-up costs latency
+            if not busy:
+                return
 
     def join(self, timeout: float | None) -> bool:
-        """Wait until every accepted event has reached all its handlers; `False` on timeout.
+        """Wait until every event accepted before the call has reached all its handlers.
+
+        Events posted meanwhile (by a producer that keeps posting) are not waited
+        for. Returns `False` if *timeout* seconds passed first.
 
         Raises:
             RuntimeError: Called from a handler running on this bus, which would wait for itself.
@@ -357,8 +572,26 @@ class _ThreadPoolDelivery:
                 "join() was called from a handler running on the same bus; it would wait for itself.\n"
                 "Use publish() and a done-callback, or join from outside the bus."
             )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        settled = self._settled
+        # Events accepted so far count in the phase of epoch `mine` or, if a join before
+        # us has not seen it drain, of the epoch before; every older epoch has drained
+        # (a flip into a phase waits until that phase is empty).
         with self._lock:
-            return self._wait_settled(timeout)
+            mine = self._epoch
+        while True:
+            gate = settled.enter()  # before the look: a worker finishing a unit after it wakes us
+            with self._lock:
+                epoch = self._epoch
+                if epoch == mine and self._drained((mine + 1) & 1):  # the other phase is empty: flip into it
+                    epoch = self._epoch = mine + 1
+                    self._phase = epoch & 1
+                done = epoch >= mine + 2 or (epoch == mine + 1 and self._drained(mine & 1))
+            if done:  # flipping to mine + 2 needed our phase drained, as our own look does
+                settled.sleep(gate, 0)
+                return True
+            if not self._sleep(gate, deadline):
+                return False
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Stop intake, let the workers deliver everything accepted, then stop them.
@@ -369,26 +602,43 @@ class _ThreadPoolDelivery:
         """
         with self._lock:
             self._closed = True
-            self._room.notify_all()  # posts waiting for room now fail with BusClosedError
             self._stop_if_idle()
+        self._room.notify_all()  # posts waiting for room now fail with BusClosedError
         if not wait or threading.get_ident() in self._worker_ids:
             return self._unfinished() == 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            done = self._wait_settled(timeout)
+        done = self._wait_settled(deadline)
         if done:
             for thread in self._threads:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 thread.join(remaining)
         return done
 
-    def _unfinished(self) -> int:
-        # Read the finished counts *before* the submitted ones: both only grow and a
-        # unit is submitted before it finishes, so a zero means that at the moment
-        # the finished counts were read, every unit submitted had finished.
+    def _sleep(self, gate: threading.Lock, deadline: float | None) -> bool:
+        # One bounded sleep of a join()/shutdown() on *gate*; False once *deadline* has passed.
+        remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+        self._settled.sleep(gate, remaining)
+        return remaining > 0
+
+    def _drained(self, phase: int) -> bool:
+        # Whether every unit counted in *phase* has finished. Finished counts are read
+        # before submitted ones: both only grow and a unit is submitted before it
+        # finishes, so equality means that when the finished counts were read, every
+        # unit submitted in that phase had finished.
         assert self._dispatcher is not None
-        finished, submitted = self._dispatcher.sums("finished", "submitted")
-        return submitted - finished
+        if phase:
+            finished, submitted = self._dispatcher.sums("finished_odd", "submitted_odd")
+        else:
+            finished, submitted = self._dispatcher.sums("finished", "submitted")
+        return finished == submitted
+
+    def _unfinished(self) -> int:
+        # Units accepted and not finished, over both phases (read as in _drained).
+        assert self._dispatcher is not None
+        finished, finished_odd, submitted, submitted_odd = self._dispatcher.sums(
+            "finished", "finished_odd", "submitted", "submitted_odd"
+        )
+        return submitted + submitted_odd - finished - finished_odd
 
     def _waiting(self) -> int:
         # Units not yet started: events in the run queue (not the lines there), events in
@@ -398,18 +648,21 @@ class _ThreadPoolDelivery:
 
     def _finished_total(self) -> int:
         assert self._dispatcher is not None
-        return self._dispatcher.sums("finished")[0]
+        finished, finished_odd = self._dispatcher.sums("finished", "finished_odd")
+        return finished + finished_odd
 
-    def _wait_settled(self, timeout: float | None) -> bool:
-        # Called with the lock held; workers notify after finishing a unit while
-        # _joiners is set (they bump their count first, then look at _joiners).
-        self._joiners += 1
-        try:
-            ok = self._settled.wait_for(lambda: self._unfinished() == 0, timeout)
-            self._stop_if_idle()
-            return ok
-        finally:
-            self._joiners -= 1
+    def _wait_settled(self, deadline: float | None) -> bool:
+        # Wait until every unit has finished (shutdown and the exit drain), then stop
+        # the workers if the pool is closed. Workers wake us after finishing a unit.
+        while True:
+            gate = self._settled.enter()  # before the look: a unit finishing after it wakes us
+            if not self._unfinished():
+                self._settled.sleep(gate, 0)
+                with self._lock:
+                    self._stop_if_idle()
+                return True
+            if not self._sleep(gate, deadline):
+                return False
 
     def counts(self) -> tuple[int, int]:
         """Return (units waiting to start, units started and not finished)."""
@@ -419,6 +672,10 @@ class _ThreadPoolDelivery:
         return waiting, unfinished - waiting
 
     # -- the workers --------------------------------------------------------------------
+    #
+    # Workers receive no signals (CPython runs signal handlers on the main thread),
+    # and every call into user code is wrapped, so the bookkeeping below always
+    # completes. Whatever escapes anyway is logged and the worker goes on.
 
     def _work(self, index: int) -> None:
         dispatcher = self._dispatcher
@@ -427,95 +684,104 @@ class _ThreadPoolDelivery:
         state = dispatcher.state()
         get = self._runq.get
         calling = self._calling
+        lock_free = _LOCK_FREE
         gate = threading.Lock()
         gate.acquire()  # held while this worker runs; released by a put() to wake it
         while True:
             item = get(gate)
             try:
                 if self._room_waiters:
-                    with self._lock:
-                        self._room.notify()
+                    self._room.notify()
                 if type(item) is tuple:
-                    event, handlers, delivery, keyed = item
+                    event, handlers, delivery, keyed, phase = item
                     if delivery is None and keyed is None and all(sub.fast for sub in handlers):
                         # The hot path, inline: thread-safe, unfiltered handlers of an
                         # unkeyed, unpublished event (see _call and _finish for the rest).
                         for sub in handlers:
-                            calling[index] = sub.owner  # before the check: see _call
+                            if lock_free:
+                                calling[index] = sub.owner  # before the check: see _call
+                            else:
+                                self._announce(index, sub.owner)
                             if not sub.fast:  # unregistered since the look above
                                 continue
                             try:
                                 sub.func(sub.target, event)
                             except BaseException as exc:
-                                state.failed += 1
-                                dispatcher.report(exc, sub, event)
+                                self._failed(exc, sub, event, state)
                             else:
                                 state.delivered += 1
                         calling[index] = None
-                        state.finished += 1
+                        if phase:
+                            state.finished_odd += 1
+                        else:
+                            state.finished += 1
                         if self._forgetting or self._joiners or self._closed:
-                            with self._lock:
-                                self._forgotten.notify_all()
-                                self._settled.notify_all()
-                                self._stop_if_idle()
-                        continue
-                    job: _Job | None = item
-                    while job is not None:  # a keyed event's successor follows on this worker
-                        job = self._run_job(job, index, state)
+                            self._notify_finished()
+                    else:
+                        job: _Job | None = item
+                        while job is not None:  # a keyed event's successor follows on this worker
+                            job = self._run_job(job, index, state)
                 elif item is _STOP:
                     return
+                elif item is _IDLE:
+                    if self._closed and not self._stopped:
+                        # A shutdown() cut off by Ctrl-C before it could stop an idle pool.
+                        with self._lock:
+                            self._stop_if_idle()
                 else:
-                    assert isinstance(item, _Line)
-                    self._run_line(item, index, state)
+                    self._run_line(cast("_Line", item), index, state)
             except BaseException as exc:  # never let a worker die; this is a bug in eventbus itself
-                logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
+                _internal_error(index, exc)
+            # Hold no event, handler or subscriber while asleep (a dropped bus must be collectable).
+            item = event = handlers = delivery = sub = job = None
 
     def _run_job(self, job: _Job, index: int, state: ThreadState) -> _Job | None:
-        event, handlers, delivery, keyed = job
+        event, handlers, delivery, keyed, phase = job
+        last = len(handlers) - 1
         for position, sub in enumerate(handlers):
             if sub.binding.thread_safe:
                 self._call(sub, event, delivery, position, index, state)
                 continue
-            line = sub.owner.lane
-            if line is None:
-                line = self._new_line(sub.owner)
-            assert isinstance(line, _Line)
+            line = self._line_of(sub.owner)
             if not line.calls and line.claim.acquire(False):
                 # The subscriber is idle: run the call here, then hand on what arrived meanwhile.
                 self._call(sub, event, delivery, position, index, state)
                 self._release_line(line)
                 continue
-            # Park the call (one more unit) for the line's runner, or take the line to
-            # the run queue if it was let go meanwhile.
-            state.submitted += 1
-            if keyed is not None:
-                with self._lock:
-                    keyed.pending += 1
-            self._parked.append(None)
-            line.calls.append((sub, event, delivery, position, keyed))
-            if line.claim.acquire(False):
-                self._queue_line(line)
-        return self._finish(keyed, state, keep=True)
+            # Park the call for the line's runner, or take the line to the run queue if
+            # it was let go meanwhile. The last handler's call takes over the pass's unit
+            # (a one-handler event becomes a mailbox entry); any other is one more unit,
+            # counted in its event's join phase.
+            if position != last:
+                if phase:
+                    state.submitted_odd += 1
+                else:
+                    state.submitted += 1
+                if keyed is not None:
+                    with self._lock:
+                        keyed.pending += 1
+            self._park(line, (sub, event, delivery, position, keyed, phase))
+            if position == last:
+                return None
+        return self._finish(keyed, phase, state, keep=True)
 
     def _run_line(self, line: _Line, index: int, state: ThreadState) -> None:
         # This worker took the line from the run queue, and its claim with it: run the
         # parked calls until none is left, then let the line go (see _Line).
         self._queued_lines.pop()
-        calls, parked, claim = line.calls, self._parked, line.claim
+        calls, parked = line.calls, self._parked
         while True:
             try:
-                sub, event, delivery, position, keyed = calls.popleft()
+                sub, event, delivery, position, keyed, phase = calls.popleft()
             except IndexError:
-                claim.release()
-                if calls and claim.acquire(False):
-                    continue  # a call arrived just before the release, and its poster missed the claim
+                if self._let_go(line):
+                    continue  # a call arrived just before the release, and its parker missed the claim
                 return
             parked.pop()  # the call starts: it no longer waits
             if self._room_waiters:
-                with self._lock:
-                    self._room.notify()
+                self._room.notify()
             self._call(sub, event, delivery, position, index, state)
-            self._finish(keyed, state)
+            self._finish(keyed, phase, state)
 
     def _call(
         self, sub: Subscription, event: object, delivery: Delivery | None, position: int, index: int, state: ThreadState
@@ -523,58 +789,112 @@ class _ThreadPoolDelivery:
         # Publish which subscriber this worker is in *before* checking sub.active,
         # so that unregister() either sees us here or we see the handler inactive.
         calling = self._calling
-        calling[index] = sub.owner
-        if delivery is None and sub.plain:
-            try:
-                sub.func(sub.target, event)
-            except BaseException as exc:
-                state.failed += 1
-                assert self._dispatcher is not None
-                self._dispatcher.report(exc, sub, event)
-            else:
-                state.delivered += 1
+        if _LOCK_FREE:
+            calling[index] = sub.owner
         else:
-            assert self._dispatcher is not None
-            self._dispatcher.call(sub, event, delivery, position, state, reraise=False)
+            self._announce(index, sub.owner)
+        try:
+            if delivery is None and sub.plain:
+                try:
+                    sub.func(sub.target, event)
+                except BaseException as exc:
+                    self._failed(exc, sub, event, state)
+                else:
+                    state.delivered += 1
+            else:
+                assert self._dispatcher is not None
+                self._dispatcher.call(sub, event, delivery, position, state, reraise=False)
+        except BaseException as exc:  # a done-callback's BaseException, if the core let one out
+            _escaped(sub, exc)
         calling[index] = None
         if self._forgetting:
-            with self._lock:
-                self._forgotten.notify_all()
+            self._forgotten.notify_all()
 
-    def _finish(self, keyed: _KeyedWork | None, state: ThreadState, *, keep: bool = False) -> _Job | None:
+    def _announce(self, index: int, owner: Subscriber) -> None:
+        # Without the GIL: publish that worker *index* is in *owner*'s handler under the
+        # slot's lock, before the caller reads the handler's active flag. unregister()
+        # clears that flag, then reads the slots under the same locks: either it sees
+        # this worker here, or this worker then sees the flag cleared (lock release and
+        # acquire order the two; plain stores and loads would not).
+        with self._slot_locks[index]:
+            self._calling[index] = owner
+
+    def _failed(self, exc: BaseException, sub: Subscription, event: object, state: ThreadState) -> None:
+        # A handler called inline raised: count and report it (Dispatcher.fail never
+        # raises with reraise=False; if it did, the worker would still go on).
+        try:
+            assert self._dispatcher is not None
+            self._dispatcher.fail(state, exc, sub, event, reraise=False)
+        except BaseException as escaped:
+            _escaped(sub, escaped)
+
+    def _finish(self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False) -> _Job | None:
         # One unit is done: release its key when its event is complete, then count it.
         # The key's next event goes to the run queue, or with *keep* back to the caller,
         # a worker that then runs it at once instead of handing it to another thread.
         following: _Job | None = None
-        if keyed is not None:
-            with self._lock:
-                keyed.pending -= 1
-                if not keyed.pending:
-                    line = self._keys[keyed.key]
-                    if line:
-                        following = line.popleft()
-                        self._held -= 1
-                        if not keep:
-                            self._runq.put(following)
-                            following = None
-                        elif self._room_waiters:  # it starts now: one waiting unit fewer
-                            self._room.notify()
-                    else:
-                        del self._keys[keyed.key]
-        state.finished += 1  # after the key is released: join() must not see the unit done before
-        if self._joiners or self._closed:
-            with self._lock:
-                self._settled.notify_all()
-                self._stop_if_idle()
+        try:
+            if keyed is not None:
+                with self._lock:
+                    keyed.pending -= 1
+                    if not keyed.pending:
+                        line = self._keys[keyed.key]
+                        if line:
+                            following = line.popleft()
+                            self._held -= 1
+                            if not keep:
+                                self._runq.put(following)
+                                following = None
+                            elif self._room_waiters:  # it starts now: one waiting unit fewer
+                                self._room.notify()
+                        else:
+                            del self._keys[keyed.key]
+        finally:
+            # Counted after the key is released: join() must not see the unit done before.
+            if phase:
+                state.finished_odd += 1
+            else:
+                state.finished += 1
+        if self._joiners or self._closed or self._forgetting:
+            self._notify_finished()
         return following
 
+    def _notify_finished(self) -> None:
+        self._forgotten.notify_all()
+        self._settled.notify_all()
+        if self._closed:
+            with self._lock:
+                self._stop_if_idle()
+
     def _stop_if_idle(self) -> None:
-        # Called with the lock held: once closed and idle, end the workers.
+        # Called with the lock held: once closed and idle, end the workers. An
+        # interrupt that skips some wake-ups costs latency: idle workers look at
+        # `stopped` again within IDLE_WAKE_SECONDS.
         if self._closed and not self._stopped and self._unfinished() == 0:
-            self._stopped = True
+            self._stopped = self._runq.stopped = True
             _open_pools.discard(self)  # nothing left for the exit drain
-            for _ in self._threads:
-                self._runq.put(_STOP)
+            self._runq.wake_all()
+
+
+def _internal_error(index: int, exc: BaseException) -> None:
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+        logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
+    except BaseException:  # even a broken logging setup must not end a worker
+        pass
+
+
+def _escaped(sub: Subscription, exc: BaseException) -> None:
+    # A BaseException that the error policy did not absorb (a done-callback's, or
+    # on_error's): log it and go on, a worker must never lose its bookkeeping.
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+        logger.error(
+            "%s escaped while delivering to handler %s; delivery goes on",
+            type(exc).__name__,
+            sub.name,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+    except BaseException:  # even a broken logging setup must not end a worker
+        pass
 
 
 class ConcurrentDelivery(_ThreadPoolDelivery):
@@ -626,8 +946,10 @@ class OrderedDelivery(_ThreadPoolDelivery):
     _key_of = staticmethod(_ordered_key)
 
 
-# A plain set, not a WeakSet: a pool's worker threads keep it alive until it stops
-# (when _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak references.
+# The pools that may still hold undelivered events, for the exit drain. A plain set,
+# not a WeakSet: a pool's worker threads keep it alive until it stops (when
+# _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak
+# references. It holds strategies only, never a bus.
 _open_pools: set[_ThreadPoolDelivery] = set()
 
 
@@ -648,8 +970,7 @@ def _drain_at_exit() -> None:
             progress, last_progress = finished, now
         elif now - last_progress >= EXIT_STALL_SECONDS:
             return
-        with pending[0]._lock:
-            pending[0]._wait_settled(0.05)
+        pending[0]._wait_settled(time.monotonic() + 0.05)
 
 
 atexit.register(_drain_at_exit)
