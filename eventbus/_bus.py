@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeVar, final, overload
 
 from . import _asyncio, _waiting
-from ._asyncio import AsyncioDelivery
+from ._asyncio import AsyncioDelivery, HandlerLoops
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
@@ -31,13 +31,15 @@ _bus_numbers = itertools.count(1)
 _live_buses: weakref.WeakSet[EventBus] = weakref.WeakSet()  # for the fork hooks
 
 
-def _drop(strategy: DeliveryStrategy, registry: Registry, watchers: _waiting.Watchers) -> None:
+def _drop(strategy: DeliveryStrategy, loops: HandlerLoops, watchers: _waiting.Watchers) -> None:
     # A bus was garbage-collected without shutdown(): deliver what it accepted and let
     # its threads end, as ThreadPoolExecutor does. Runs on whichever thread dropped it.
+    # It holds neither the bus nor its registry: a subscriber that refers to its bus
+    # must not keep the bus alive through this very finalizer.
     try:
         strategy.shutdown(False, None)
     finally:
-        registry.loops.close()
+        loops.close()
         watchers.close()
 
 
@@ -190,7 +192,7 @@ class EventBus:
             vars(self)["post"] = fast_post(self._registry, _weak_post(self), _MISSING)
         # Nothing below the bus refers to it, so a bus that its program drops is
         # collected; then its strategy delivers what it accepted and stops its threads.
-        self._dropped = weakref.finalize(self, _drop, self._strategy, self._registry, self._watchers)
+        self._dropped = weakref.finalize(self, _drop, self._strategy, self._registry.loops, self._watchers)
         self._dropped.atexit = False  # at exit, the strategies' own exit drain runs
         _live_buses.add(self)
 

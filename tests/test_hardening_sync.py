@@ -449,13 +449,18 @@ def test_state_of_ended_threads_is_released_and_still_counted() -> None:
     bus.shutdown()
 
 
-def test_a_dropped_sync_bus_and_its_subscribers_are_collected() -> None:
+@pytest.mark.parametrize("holds_bus", [False, True], ids=["plain", "subscriber-holds-bus"])
+def test_a_dropped_sync_bus_and_its_subscribers_are_collected(holds_bus: bool) -> None:
     class Sub:
+        bus: EventBus | None = None
+
         @subscribe(Tick)
         def on(self, event: Tick) -> None: ...
 
     bus = EventBus(strategy="sync")
     sub = Sub()
+    if holds_bus:  # a cycle through the registry: collectable once nothing else holds either
+        sub.bus = bus
     bus.register(sub)
     bus.post(Tick(n=1))
     bus_ref, sub_ref = weakref.ref(bus), weakref.ref(sub)

@@ -526,21 +526,7 @@ def test_three_thousand_short_lived_posting_threads(strategy: str) -> None:
 # -- 5. a bus that nothing references any more -------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "cycle",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="_bus.py: the bus's weakref.finalize holds the registry (so its subscribers, "
-                "and a subscriber that holds its bus); pass registry.loops to _drop instead",
-            ),
-        ),
-    ],
-    ids=["plain", "subscriber-holds-bus"],
-)
+@pytest.mark.parametrize("cycle", [False, True], ids=["plain", "subscriber-holds-bus"])
 @pytest.mark.parametrize("strategy", THREADED)
 def test_a_dropped_bus_delivers_then_its_workers_end(strategy: str, cycle: bool) -> None:
     """Dropped without shutdown(): it delivers what it accepted, its threads end, its subscribers go."""
