@@ -73,9 +73,7 @@ class FastPost(Protocol):
     `SyncDelivery.fast_post` for the arguments and what the result must do.
     """
 
-    def __call__(
-        self, registry: Registry, slow: Callable[..., None], missing: object, /
-    ) -> Callable[..., None]: ...
+    def __call__(self, registry: Registry, slow: Callable[..., None], missing: object, /) -> Callable[..., None]: ...
 
 
 def _weak_post(bus: EventBus) -> Callable[..., None]:
