@@ -1121,7 +1121,7 @@ class AsyncioDelivery:
                 self._room_made()
             # One event: its handlers in order, from me.position. This is the hot path,
             # written out in one piece (no coroutine per event or per call but the handler's).
-            event, handlers, delivery, key, gen = me.item  # type: ignore[misc]  # set just above
+            event, handlers, delivery, key, gen = me.item  # set just above
             job = me.job
             for position in range(me.position, len(handlers)):
                 sub = handlers[position]
@@ -1132,7 +1132,7 @@ class AsyncioDelivery:
                         line = self._new_line(sub.owner)
                     if line.busy:
                         if job is None:
-                            job = me.job = _Job(me.item)  # type: ignore[arg-type]  # set above
+                            job = me.job = _Job(me.item)  # me.item is set above
                         parked = (sub, job, position)
                         job.pending += 1
                         job.parked += 1
@@ -1391,7 +1391,7 @@ class AsyncioDelivery:
         with contextlib.suppress(ValueError):  # retired already
             self._lane_states.remove(me)
         if me.parked in self._idle:
-            self._idle.remove(me.parked)  # type: ignore[arg-type]  # a future, if it is there
+            self._idle.remove(me.parked)
         if self._runq and not self._cancelling:
             self._wake_lanes(len(self._runq))
         if again is not None:
@@ -1425,17 +1425,17 @@ class AsyncioDelivery:
         work = me.item
         if work is not None:
             if me.started:
-                delivery = work[2]
+                handle = work[2]
                 position = me.position
-                job = me.job
-                if delivery is not None and position > 0:
+                lane_job = me.job
+                if handle is not None and position > 0:
                     # Handler position-1 was claimed; settled unless the lane died in between.
-                    unsettled = len(work[1]) - position + (job.pending - 1 if job is not None else 0)
-                    if delivery._pending > unsettled:
-                        sub = work[1][position - 1]
-                        delivery._settle(position - 1, error=me.error or self._interrupted(sub, exc))
+                    unsettled = len(work[1]) - position + (lane_job.pending - 1 if lane_job is not None else 0)
+                    if handle._pending > unsettled:
+                        claimed = work[1][position - 1]
+                        handle._settle(position - 1, error=me.error or self._interrupted(claimed, exc))
                 me.error = None
-                resume = _Resume(work, position, job, started=True)
+                resume = _Resume(work, position, lane_job, started=True)
                 me.item = None
                 runq.appendleft(resume)  # the commit
             else:

@@ -11,6 +11,7 @@ recorded exactly); everywhere else, eventbus and asyncio included, it may.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import itertools
@@ -410,10 +411,8 @@ def test_a_done_callback_raising_a_base_exception_leaves_the_bus_consistent(exc_
             bus.post(Tick(n=2))
             await bus.ajoin(WAIT)
 
-        try:
+        with contextlib.suppress(exc_type):  # out of the loop, as any callback's (a CancelledError is logged)
             loop.run_until_complete(publish())
-        except exc_type:
-            pass  # out of the loop, as any callback's (a CancelledError is logged instead)
         assert loop.run_until_complete(bus.ajoin(WAIT))
         assert [sub.seen for sub in subs] == [[1, 2], [1, 2]]
         stats = bus.stats()
@@ -459,10 +458,8 @@ def test_on_error_raising_keyboard_interrupt_leaves_the_bus_consistent() -> None
             bus.post(Tick(n=1))
             await bus.ajoin(WAIT)
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # out of the loop once the Core lets it through
             loop.run_until_complete(post())
-        except KeyboardInterrupt:
-            pass  # out of the loop once the Core interface lets on_error's interrupt through
         assert loop.run_until_complete(bus.ajoin(WAIT))
         assert calls == ["failing", "last"]
         stats = bus.stats()
@@ -666,34 +663,33 @@ def test_a_dropped_asyncio_bus_delivers_what_it_accepted_and_its_lanes_end() -> 
             await asyncio.sleep(0)
             seen.append(event.n)
 
-    sub = Sub()
-    sub_ref = weakref.ref(sub)
+    subs = [Sub()]
+    sub_ref = weakref.ref(subs[0])
 
-    async def post() -> tuple[weakref.ref[EventBus], AsyncioDelivery]:
+    async def post() -> tuple[weakref.ref[EventBus], weakref.ref[AsyncioDelivery]]:
         bus = EventBus(strategy="asyncio", loop=loop, workers=3)
-        bus.register(sub)
+        bus.register(subs[0])
         for n in range(100):
             bus.post(Tick(n=n))
         await asyncio.sleep(0)  # the lanes have started
         strategy = bus._strategy
         assert isinstance(strategy, AsyncioDelivery)
-        return weakref.ref(bus), strategy
+        return weakref.ref(bus), weakref.ref(strategy)
+
+    async def until_lanes_end(strategy_ref: weakref.ref[AsyncioDelivery]) -> None:
+        async with asyncio.timeout(WAIT):
+            while (strategy := strategy_ref()) is not None and strategy._lane_states:
+                del strategy
+                await asyncio.sleep(0.01)
 
     try:
-        bus_ref, strategy = loop.run_until_complete(post())
-        del sub
+        bus_ref, strategy_ref = loop.run_until_complete(post())
+        subs.clear()
         gc.collect()
         assert bus_ref() is None
-
-        async def until_lanes_end() -> None:
-            async with asyncio.timeout(WAIT):
-                while strategy._lane_states:
-                    await asyncio.sleep(0.01)
-
-        loop.run_until_complete(until_lanes_end())
+        loop.run_until_complete(until_lanes_end(strategy_ref))
         assert sorted(seen) == list(range(100))
         assert not asyncio.all_tasks(loop)
-        del strategy
         gc.collect()
         assert sub_ref() is None
     finally:
