@@ -360,7 +360,7 @@ class _LaneState:
         self.item: _Work | None = None  # the event being delivered
         self.position = 0  # its next handler: the ones before have been called (or parked)
         self.job: _Job | None = None
-        self.started = False  # item counted as running
+        self.started = True  # item counted as running (False only while its key is being claimed)
         self.line: _Line | None = None  # a subscriber line this lane holds busy
         self.pcall: tuple[Subscription, _Job, int] | None = None  # a parked call taken from `line`
         self.error: BaseException | None = None  # what the handler in progress raised
@@ -925,7 +925,7 @@ class AsyncioDelivery:
                 break
             idle.pop()
         else:
-            if len(self._lane_states) < self.workers and not self._stopping and not self._cancelling:
+            if len(self._lane_states) < self.workers and not (self._stopping or self._cancelling or self._abandoned):
                 self._add_lane()
         due = self._watch_due
         if not due or due < self.loop.time() - 1.0:  # not armed, or its callback was lost
@@ -968,7 +968,10 @@ class AsyncioDelivery:
         for lane in list(self._lane_states):
             task = lane.task
             if task is not None and task.done():
-                self._retire(lane, None if task.cancelled() else task.exception())
+                if task.cancelled():
+                    self._retire(lane, None, replace=False)
+                else:
+                    self._retire(lane, task.exception())
                 continue
             parked = lane.parked
             if parked is None or (isinstance(parked, asyncio.Future) and not parked.done()):
@@ -1060,6 +1063,8 @@ class AsyncioDelivery:
     # -- the lanes -------------------------------------------------------------------------
 
     async def _lane(self, me: _LaneState) -> None:
+        if me.lost:
+            return  # retired before it started (its start looked lost)
         me.parked = None
         me.task = asyncio.current_task()
         _LANE.set(self)
@@ -1069,7 +1074,7 @@ class AsyncioDelivery:
         runq = self._runq
         loop = self.loop
         streak = 0
-        while not self._cancelling and not me.lost:
+        while not self._cancelling:
             if not runq:
                 if self._stopping:
                     with contextlib.suppress(ValueError):  # retired already
@@ -1081,32 +1086,34 @@ class AsyncioDelivery:
                 self._idle.append(future)
                 await future
                 me.parked = None
+                if me.lost:
+                    return  # retired meanwhile (its wake-up looked lost): another lane took over
                 continue
             # Take the next item: record it in `me`, then the one call that commits.
+            # (me.job is None and me.started True between events: both are reset
+            # where they change, so the hot path does not store them.)
             item = runq[0]
             if type(item) is tuple:
-                if item[3] is None:  # the hot path: an event without an ordering key
-                    me.item = item
-                    me.position = 0
-                    me.job = None
-                    me.started = True
+                work = item
+                start = 0
+                me.item = work
+                me.position = 0
+                if work[3] is None:  # the hot path: an event without an ordering key
                     self._waiting -= 1
                     self._running += 1
                     runq.popleft()
                 else:
-                    me.item = item
-                    me.position = 0
-                    me.job = None
                     me.started = False
                     runq.popleft()
-                    if not self._claim(me, item):
+                    if not self._claim(me, work):
                         continue  # it waits behind the running event of its key
             elif type(item) is _Resume:
                 started = item.started
-                me.item = item.work
-                me.position = item.position
+                work = item.work
+                start = item.position
+                me.item = work
+                me.position = start
                 me.job = item.job
-                me.started = True
                 if not started:
                     self._waiting -= 1
                     self._running += 1
@@ -1116,15 +1123,16 @@ class AsyncioDelivery:
                 me.line = item  # it stays busy: this lane drains it
                 runq.popleft()
                 await self._run_line(item, me, state)
+                if me.lost:
+                    return
                 continue
             if self._room_threads or self._room_futures:
                 self._room_made()
-            # One event: its handlers in order, from me.position. This is the hot path,
-            # written out in one piece (no coroutine per event or per call but the handler's).
-            event, handlers, delivery, key, gen = me.item  # set just above
+            # One event: its handlers in order, from `start`. This is the hot path, written
+            # out in one piece (no coroutine per event or per call but the handler's).
+            event, handlers, delivery, key, gen = work
             job = me.job
-            for position in range(me.position, len(handlers)):
-                sub = handlers[position]
+            for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
                     line = cast("_Line | None", sub.owner.lane)
@@ -1132,7 +1140,7 @@ class AsyncioDelivery:
                         line = self._new_line(sub.owner)
                     if line.busy:
                         if job is None:
-                            job = me.job = _Job(me.item)  # me.item is set above
+                            job = me.job = _Job(work)
                         parked = (sub, job, position)
                         job.pending += 1
                         job.parked += 1
@@ -1147,35 +1155,28 @@ class AsyncioDelivery:
                 # unregister() on another thread either sees us here or we see it inactive.
                 me.owner = sub.owner
                 me.position = position + 1  # claimed: from here on the call counts as made
-                if not sub.binding.is_async:
+                if not sub.plain:
+                    await self._call_filtered(me, sub, event, delivery, position, state)
+                elif not sub.binding.is_async:
                     try:
-                        if sub.plain or (sub.active and ((when := sub.binding.when) is None or when(event))):
-                            value = sub.func(sub.target, event)
-                        else:
-                            value = _SKIPPED
+                        value = sub.func(sub.target, event)
                     except BaseException as exc:
                         me.error = exc
                         self._failed(exc, sub, event, delivery, position, state)
                         me.error = None
                     else:
-                        if value is not _SKIPPED:
-                            state.delivered += 1
+                        state.delivered += 1
                         if delivery is not None:
                             delivery._settle(position, value)
                 else:
-                    coroutine = sub.target.__wrapped__  # Subscription.coroutine, inlined
                     try:
-                        if sub.plain or (sub.active and ((when := sub.binding.when) is None or when(event))):
-                            value = await coroutine(event)
-                        else:
-                            value = _SKIPPED
+                        value = await sub.target.__wrapped__(event)  # Subscription.coroutine, inlined
                     except BaseException as exc:
                         me.error = exc
                         self._failed(exc, sub, event, delivery, position, state)
                         me.error = None
                     else:
-                        if value is not _SKIPPED:
-                            state.delivered += 1
+                        state.delivered += 1
                         if delivery is not None:
                             delivery._settle(position, value)
                 me.owner = None
@@ -1190,7 +1191,7 @@ class AsyncioDelivery:
                     else:
                         line.busy = False
             # The event has reached every handler (or parked its calls): finish it, in one piece.
-            if job is None or job.pending == 1:
+            if job is None:
                 me.item = None
                 self._running -= 1
                 self._unfinished -= 1
@@ -1203,14 +1204,64 @@ class AsyncioDelivery:
                 elif gen.sealed and gen.done():
                     self._progress()
             else:
-                job.pending -= 1  # its parked calls finish it
-                me.item = None
+                self._finish_pass(me, job)
             streak += 1
             if streak >= _FAIRNESS:
                 streak = 0
                 me.parked = object()  # a yield: the watchdog sees if its wake-up is lost
                 await asyncio.sleep(0)
                 me.parked = None
+                if me.lost:
+                    return
+
+    def _finish_pass(self, me: _LaneState, job: _Job) -> None:
+        # The lane's pass over an event with parked calls is done: count it off, in one piece.
+        if job.pending == 1:  # its parked calls are done too: the event is finished
+            me.item = None
+            me.job = None
+            job.pending = 0
+            self._running -= 1
+            self._unfinished -= 1
+            job.gen.finished += 1
+            if job.key is not None:
+                me.release = job.key
+        else:
+            me.item = None
+            me.job = None
+            job.pending -= 1  # its parked calls finish it
+            return
+        if me.release is not _NO_KEY:
+            self._release(me)
+        if not self._unfinished:
+            self._settled_now()
+        elif job.gen.sealed and job.gen.done():
+            self._progress()
+
+    async def _call_filtered(
+        self,
+        me: _LaneState,
+        sub: Subscription,
+        event: object,
+        delivery: Delivery | None,
+        position: int,
+        state: ThreadState,
+    ) -> None:
+        # A handler that is filtered (when=) or was unregistered: Dispatcher.call's policy.
+        try:
+            if sub.active and ((when := sub.binding.when) is None or when(event)):
+                coroutine = sub.coroutine
+                value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
+            else:
+                value = _SKIPPED
+        except BaseException as exc:
+            me.error = exc
+            self._failed(exc, sub, event, delivery, position, state)
+            me.error = None
+            return
+        if value is not _SKIPPED:
+            state.delivered += 1
+        if delivery is not None:
+            delivery._settle(position, value)
 
     def _claim(self, me: _LaneState, work: _Work) -> bool:
         """Make *work* (in ``me.item``) the running event of its key, or put it in the key's line."""
@@ -1218,6 +1269,7 @@ class AsyncioDelivery:
         waiting = self._keys.get(key)
         if waiting is not None:
             me.item = None
+            me.started = True  # (the lane's resting value)
             waiting.append(work)  # the commit: it waits for the events of its key before it
             return False
         fresh: deque[_Work] = deque()
@@ -1374,12 +1426,12 @@ class AsyncioDelivery:
                     self._name,
                     self._unfinished,
                 )
-            self._retire(me, None)
+            self._retire(me, None, replace=False)  # the loop is ending its tasks: start none
             return
         exc = task.exception()  # retrieved: what killed it went out of the loop already
         self._retire(me, exc)
 
-    def _retire(self, me: _LaneState, exc: BaseException | None) -> None:
+    def _retire(self, me: _LaneState, exc: BaseException | None, *, replace: bool = True) -> None:
         """Put back what lane *me* held and take it off the books; idempotent."""
         again: BaseException | None = None
         while True:
@@ -1392,7 +1444,7 @@ class AsyncioDelivery:
             self._lane_states.remove(me)
         if me.parked in self._idle:
             self._idle.remove(me.parked)
-        if self._runq and not self._cancelling:
+        if replace and self._runq and not self._cancelling:
             self._wake_lanes(len(self._runq))
         if again is not None:
             raise again
@@ -1437,9 +1489,12 @@ class AsyncioDelivery:
                 me.error = None
                 resume = _Resume(work, position, lane_job, started=True)
                 me.item = None
+                me.job = None
                 runq.appendleft(resume)  # the commit
             else:
                 me.item = None
+                me.job = None
+                me.started = True
                 runq.appendleft(work)  # not started (its key not claimed): as it was
         me.error = None
 

@@ -758,7 +758,8 @@ def test_a_forked_child_runs_async_handlers_on_a_loop_of_its_own() -> None:
     other = threading.Thread(target=bus.post, args=(Tick(n=1),), daemon=True)
     other.start()
     assert entered.wait(WAIT)
-    parent_loops = {id(holder.loop) for holder in bus._registry.loops._holders}
+    parent_loops = [holder.loop for holder in bus._registry.loops._holders]  # kept alive: ids stay unique
+    parent_ids = {id(loop) for loop in parent_loops}
     unraisable: list[str] = []
     previous_hook = sys.unraisablehook
     sys.unraisablehook = lambda info: unraisable.append(repr(info.exc_value))
@@ -769,7 +770,7 @@ def test_a_forked_child_runs_async_handlers_on_a_loop_of_its_own() -> None:
         bus.post(Tick(n=2))
         n, loop_id = results[-1]
         bus._registry.loops.close()
-        return f"{n} reused={loop_id in parent_loops} unraisable={unraisable}"
+        return f"{n} reused={loop_id in parent_ids} unraisable={unraisable}"
 
     try:
         report = _in_child(child)
