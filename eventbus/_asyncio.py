@@ -1087,7 +1087,7 @@ class AsyncioDelivery:
                 await future
                 me.parked = None
                 if me.lost:
-                    return  # retired meanwhile (its wake-up looked lost): another lane took over
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
                 continue
             # Take the next item: record it in `me`, then the one call that commits.
             # (me.job is None and me.started True between events: both are reset
@@ -1124,7 +1124,7 @@ class AsyncioDelivery:
                 runq.popleft()
                 await self._run_line(item, me, state)
                 if me.lost:
-                    return
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
                 continue
             if self._room_threads or self._room_futures:
                 self._room_made()
@@ -1212,7 +1212,7 @@ class AsyncioDelivery:
                 await asyncio.sleep(0)
                 me.parked = None
                 if me.lost:
-                    return
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
 
     def _finish_pass(self, me: _LaneState, job: _Job) -> None:
         # The lane's pass over an event with parked calls is done: count it off, in one piece.
