@@ -313,6 +313,15 @@ class _Job:
         self.parked = 0  # calls waiting in subscriber lines, not yet started
 
 
+class _Keyed:
+    """An accepted event with an ordering key, on the run queue (a lane claims the key first)."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+
+
 class _Resume:
     """An event to continue from handler *position* (it owns its ordering key already)."""
 
@@ -506,7 +515,7 @@ class AsyncioDelivery:
         self._room = threading.Condition(self._lock)  # other threads waiting for room
         self._settled = threading.Condition(self._lock)  # other threads in join()/shutdown()
         self._forgotten = threading.Condition(self._lock)  # other threads in unregister()
-        self._inbox: list[_Work] = []  # accepted on other threads, not yet on the loop's side
+        self._inbox: list[_Work | _Keyed] = []  # accepted on other threads, not yet on the loop's side
         self._inbox_scheduled = False
         self._inbox_since = 0.0  # when the pending drain was scheduled (time.monotonic)
         self._room_threads = 0
@@ -520,7 +529,7 @@ class AsyncioDelivery:
         self._waiting = 0  # events on the loop's side not started (or waiting for a parked call)
         self._running = 0  # events started and not finished
         self._unfinished = 0  # events on the loop's side not finished
-        self._runq: deque[_Work | _Resume | _Line] = deque()
+        self._runq: deque[_Work | _Keyed | _Resume | _Line] = deque()
         self._keys: dict[Hashable, deque[_Work]] = {}  # ordering keys in use: the events waiting for each
         self._lines: weakref.WeakSet[_Line] = weakref.WeakSet()
         self._idle: list[asyncio.Future[None]] = []
@@ -583,14 +592,16 @@ class AsyncioDelivery:
                 assert self._dispatcher is not None, "start() was not called"
                 state = self._loop_state = self._dispatcher.state()
             gen = self._gen
-            work = (event, handlers, delivery, None if type(event) in self._keyless else self._key_of(event), gen)
+            key = None if type(event) in self._keyless else self._key_of(event)
+            work = (event, handlers, delivery, key, gen)
+            item = work if key is None else _Keyed(work)
             # The accepted point: counters, then the one call that commits (an interrupt
             # can land only after it returns, and then finds the event accepted whole).
             gen.local += 1
             self._waiting += 1
             self._unfinished += 1
             state.posted += 1
-            self._runq.append(work)
+            self._runq.append(item)
             # If an interrupt skips this wake-up, the watchdog (or the next post) wakes a lane.
             if self._idle or len(self._lane_states) < self.workers:
                 self._wake_one()
@@ -629,13 +640,14 @@ class AsyncioDelivery:
                 now = now or time.monotonic()
             gen = self._gen
             work = (event, handlers, delivery, key, gen)
+            item = work if key is None else _Keyed(work)
             # The accepted point (under the lock, which the drain takes too).
             if schedule:
                 self._inbox_scheduled = True
                 self._inbox_since = now
             gen.remote += 1
             state.posted += 1
-            self._inbox.append(work)
+            self._inbox.append(item)
 
     def _forked_error(self) -> BusClosedError:
         return BusClosedError(
@@ -1093,27 +1105,33 @@ class AsyncioDelivery:
             # (me.job is None and me.started True between events: both are reset
             # where they change, so the hot path does not store them.)
             item = runq[0]
-            if type(item) is tuple:
+            if type(item) is tuple:  # the hot path: an event without an ordering key
                 work = item
                 start = 0
+                job = None
                 me.item = work
                 me.position = 0
-                if work[3] is None:  # the hot path: an event without an ordering key
-                    self._waiting -= 1
-                    self._running += 1
-                    runq.popleft()
-                else:
-                    me.started = False
-                    runq.popleft()
-                    if not self._claim(me, work):
-                        continue  # it waits behind the running event of its key
+                self._waiting -= 1
+                self._running += 1
+                runq.popleft()
+            elif type(item) is _Keyed:
+                work = item.work
+                start = 0
+                job = None
+                me.item = work
+                me.position = 0
+                me.started = False
+                runq.popleft()
+                if not self._claim(me, work):
+                    continue  # it waits behind the running event of its key
             elif type(item) is _Resume:
                 started = item.started
                 work = item.work
                 start = item.position
+                job = item.job
                 me.item = work
                 me.position = start
-                me.job = item.job
+                me.job = job
                 if not started:
                     self._waiting -= 1
                     self._running += 1
@@ -1131,7 +1149,6 @@ class AsyncioDelivery:
             # One event: its handlers in order, from `start`. This is the hot path, written
             # out in one piece (no coroutine per event or per call but the handler's).
             event, handlers, delivery, key, gen = work
-            job = me.job
             for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
@@ -1492,10 +1509,11 @@ class AsyncioDelivery:
                 me.job = None
                 runq.appendleft(resume)  # the commit
             else:
+                keyed = _Keyed(work)
                 me.item = None
                 me.job = None
                 me.started = True
-                runq.appendleft(work)  # not started (its key not claimed): as it was
+                runq.appendleft(keyed)  # not started (its key not claimed): as it was
         me.error = None
 
     def _interrupted(self, sub: Subscription, exc: BaseException | None) -> BaseException:
@@ -1524,13 +1542,17 @@ class AsyncioDelivery:
     def _abandon(self) -> None:
         """Settle what will never run after a shutdown timeout, and say so."""
         with self._lock:
-            jobs: list[tuple[_Work, int]] = [(work, 0) for work in self._inbox]
+            jobs: list[tuple[_Work, int]] = [
+                (item.work if isinstance(item, _Keyed) else item, 0) for item in self._inbox
+            ]
             self._inbox.clear()
             self._abandoned = True
             self._settled.notify_all()
         for item in self._runq:
             if type(item) is tuple:
                 jobs.append((item, 0))
+            elif type(item) is _Keyed:
+                jobs.append((item.work, 0))
             elif type(item) is _Resume:
                 jobs.append((item.work, item.position))
         self._runq.clear()
