@@ -45,6 +45,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import sys
 import threading
 import time
 import weakref
@@ -277,6 +278,8 @@ _WAIT_SLICE: Final = 0.05
 _NO_KEY: Final[Any] = object()  # _LaneState.release when no key is being handed on
 
 _report_reraises: Final = "reraise" in inspect.signature(Dispatcher.report).parameters
+
+_gil_enabled: Final[Callable[[], bool]] = getattr(sys, "_is_gil_enabled", lambda: True)
 
 
 class _Gen:
@@ -698,6 +701,16 @@ class AsyncioDelivery:
         """
         if _get_running_loop() is self._loop:
             return
+        if not _gil_enabled() and self._loop_can_run():
+            # Without the GIL, the lane's "owner, then active" and our "inactive, then owner"
+            # need a fence: one round trip through the loop orders them (a lane step that read
+            # the subscriber as active has finished, and stored its owner, before the trip's
+            # callback runs).
+            passed = threading.Event()
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing runs there any more
+                self.loop.call_soon_threadsafe(passed.set)
+                while not passed.wait(_WAIT_SLICE) and self._loop_can_run():
+                    pass
         with self._lock:
             self._forgetting += 1
             try:
@@ -777,10 +790,15 @@ class AsyncioDelivery:
             return True
         if not wait or _get_running_loop() is loop:
             return self._all_done()
+        deadline = None if timeout is None else time.monotonic() + timeout
         done = self._wait_from_thread(self._all_done, timeout)
         if not done and self._loop_can_run():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._start_force_stop)
+        if done:
+            # And the lanes have ended, so that the caller may stop the loop right after.
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._wait_from_thread(lambda: not self._lane_states, remaining)
         return done
 
     def counts(self) -> tuple[int, int]:
@@ -1184,7 +1202,7 @@ class AsyncioDelivery:
                     else:
                         state.delivered += 1
                         if delivery is not None:
-                            delivery._settle(position, value)
+                            self._settle(delivery, position, value)
                 else:
                     try:
                         value = await sub.target.__wrapped__(event)  # Subscription.coroutine, inlined
@@ -1195,7 +1213,7 @@ class AsyncioDelivery:
                     else:
                         state.delivered += 1
                         if delivery is not None:
-                            delivery._settle(position, value)
+                            self._settle(delivery, position, value)
                 me.owner = None
                 if self._forgetting:
                     self._notify_forgotten()
@@ -1278,7 +1296,7 @@ class AsyncioDelivery:
         if value is not _SKIPPED:
             state.delivered += 1
         if delivery is not None:
-            delivery._settle(position, value)
+            self._settle(delivery, position, value)
 
     def _claim(self, me: _LaneState, work: _Work) -> bool:
         """Make *work* (in ``me.item``) the running event of its key, or put it in the key's line."""
@@ -1349,7 +1367,7 @@ class AsyncioDelivery:
                 if value is not _SKIPPED:
                     state.delivered += 1
                 if delivery is not None:
-                    delivery._settle(position, value)
+                    self._settle(delivery, position, value)
             me.owner = None
             if self._forgetting:
                 self._notify_forgotten()
@@ -1409,7 +1427,7 @@ class AsyncioDelivery:
             hook_exc = raised
         if delivery is not None:
             exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
-            delivery._settle(position, error=exc)
+            self._settle(delivery, position, error=exc)
         if isinstance(exc, asyncio.CancelledError):
             task = asyncio.current_task()
             if self._cancelling or (task is not None and task.cancelling()):
@@ -1418,6 +1436,25 @@ class AsyncioDelivery:
             raise exc  # KeyboardInterrupt, SystemExit: out of the loop, as any callback's
         if hook_exc is not None:
             raise hook_exc
+
+    def _settle(
+        self, delivery: Delivery, index: int, value: Any = _SKIPPED, error: BaseException | None = None
+    ) -> None:
+        """Settle *delivery*'s handler *index*; its done-callbacks are user code.
+
+        `Delivery._settle` does all its bookkeeping, runs every callback, and then
+        re-raises a callback's non-`Exception`: a KeyboardInterrupt or SystemExit goes
+        on out of the loop (the lane is retired and replaced, nothing is lost); a
+        CancelledError that is not the lane's own cancellation is logged, since a
+        callback cannot cancel the lane that happens to run it.
+        """
+        try:
+            delivery._settle(index, value, error)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelling or (task is not None and task.cancelling()):
+                raise
+            logger.exception("%s: a done-callback of %r raised CancelledError", self._name, delivery)
 
     def _notify_forgotten(self) -> None:
         with self._lock:
@@ -1432,6 +1469,8 @@ class AsyncioDelivery:
     # -- lanes that end, die or get lost ---------------------------------------------------
 
     def _lane_done(self, me: _LaneState, task: asyncio.Task[None]) -> None:
+        if self._stopping and not self._lane_states:
+            self._progress()  # the last lane has ended: shutdown() may return
         if me.lost:
             return
         if task.cancelled():
@@ -1481,7 +1520,7 @@ class AsyncioDelivery:
             sub, job, position = pcall
             delivery = job.delivery
             if delivery is not None and delivery._pending > 0 and not _index_settled(delivery, position):
-                delivery._settle(position, error=me.error or self._interrupted(sub, exc))
+                self._settle(delivery, position, error=me.error or self._interrupted(sub, exc))
             me.error = None
             self._finish_call(me, job)
         line = me.line
@@ -1502,7 +1541,7 @@ class AsyncioDelivery:
                     unsettled = len(work[1]) - position + (lane_job.pending - 1 if lane_job is not None else 0)
                     if handle._pending > unsettled:
                         claimed = work[1][position - 1]
-                        handle._settle(position - 1, error=me.error or self._interrupted(claimed, exc))
+                        self._settle(handle, position - 1, error=me.error or self._interrupted(claimed, exc))
                 me.error = None
                 resume = _Resume(work, position, lane_job, started=True)
                 me.item = None
@@ -1563,12 +1602,12 @@ class AsyncioDelivery:
         for (_event, handlers, delivery, _key, _gen), start in jobs:
             if delivery is not None:
                 for index in range(start, len(handlers)):
-                    delivery._settle(index, error=self._not_run(handlers[index]))
+                    self._settle(delivery, index, error=self._not_run(handlers[index]))
         for line in list(self._lines):
             for sub, job, position in line.calls:
                 calls += 1
                 if job.delivery is not None:
-                    job.delivery._settle(position, error=self._not_run(sub))
+                    self._settle(job.delivery, position, error=self._not_run(sub))
             line.calls.clear()
             line.busy = False
         self._progress()
