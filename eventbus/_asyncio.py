@@ -36,6 +36,11 @@ Posts from the loop are accepted (or refused with `QueueFullError` when
 ``max_queued`` events wait) without ever blocking it; posts from other threads
 wait for room like posts on the pools and reach the loop through an inbox
 drained by one ``call_soon_threadsafe`` per batch.
+
+The loop often runs on the main thread, where Ctrl-C lands: every step of the
+strategy is written so that a `KeyboardInterrupt` raised anywhere on the loop
+leaves each accepted event delivered exactly once, when the loop runs again
+(see "Interrupts" below, and issue 10).
 """
 
 from __future__ import annotations
