@@ -28,7 +28,7 @@ PEER_DISTRIBUTIONS = (
     "matplotlib",
 )
 
-KIND_COLOURS = {"eventbus": "#d62728", "peer": "#1f77b4", "floor": "#8c8c8c"}
+KIND_COLOURS = {"eventbus": "#d62728", "compiled": "#9467bd", "peer": "#1f77b4", "floor": "#8c8c8c"}
 
 
 # -- the machine ---------------------------------------------------------------------------

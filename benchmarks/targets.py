@@ -24,6 +24,9 @@ PURE_PYTHON_PEERS = (
 )  # psygnal is compiled with mypyc, so it is held to its own target
 
 
+COMPILED = " [compiled]"  # the suffix of the compiled build's rows (benchmarks.run --compiled)
+
+
 @dataclass(frozen=True)
 class Check:
     """One target: what was compared, the figure, the target, and whether it is met."""
@@ -67,6 +70,10 @@ class _Figures:
 
     def cases(self, workload: str, kind: str) -> list[Result]:
         return [r for (w, _), r in self._by.items() if w == workload and r.kind == kind and not (r.skipped or r.error)]
+
+
+def _at_most(limit: float) -> Callable[[float], bool]:
+    return lambda v: v <= limit
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -249,4 +256,31 @@ def evaluate(results: list[Result]) -> list[Check]:
             lambda v: v >= 0.5,
         )
     )
+    # The compiled build (#11: sync ≤ 0.85x emit_fast with 1 handler, ≤ 0.5x with 10; threaded ≥ 1.5x the pure
+    # build). Only when the run has compiled rows (--compiled).
+    for workload, limit in (("sync-1", 0.85), ("sync-10", 0.5)):
+        if f.result(workload, EVENTBUS_SYNC + COMPILED) is not None:
+            add(
+                _check(
+                    "#11",
+                    f"{workload}: compiled eventbus / psygnal emit_fast",
+                    _ratio(
+                        f.get(workload, EVENTBUS_SYNC + COMPILED, "ns_per_post"),
+                        f.get(workload, "psygnal emit_fast", "ns_per_post"),
+                    ),
+                    f"≤ {limit}x",
+                    _at_most(limit),
+                )
+            )
+    for case in EVENTBUS_THREADED:
+        if f.result("threaded", case + COMPILED) is not None:
+            add(
+                _check(
+                    "#11",
+                    f"threaded {case.removeprefix('eventbus ')}: compiled / pure",
+                    _ratio(f.get("threaded", case + COMPILED, "events_per_s"), f.get("threaded", case, "events_per_s")),
+                    "≥ 1.5x",
+                    lambda v: v >= 1.5,
+                )
+            )
     return checks

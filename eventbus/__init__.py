@@ -6,6 +6,7 @@ frozen pydantic models; a pluggable strategy runs the handlers.
 
 from ._asyncio import AsyncioDelivery
 from ._bus import EventBus
+from ._compiled import compiled
 from ._decorators import subscribe
 from ._default import get_default_bus, post, publish, register, reset_default_bus, set_default_bus, unregister
 from ._delivery import Delivery
@@ -37,6 +38,7 @@ __all__ = [
     "Subscription",
     "SubscriptionError",
     "SyncDelivery",
+    "compiled",
     "get_default_bus",
     "post",
     "publish",

@@ -503,9 +503,9 @@ class AsyncioDelivery:
         _check_positive_int("max_queued", max_queued)
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
             raise TypeError(f"loop must be an asyncio event loop, not {loop!r}")
-        self.workers = workers
+        self.workers: int = workers
         """How many handler calls may be in progress at once."""
-        self.max_queued = max_queued
+        self.max_queued: int = max_queued
         """How many accepted events may wait to start before posts are refused (or wait)."""
         self._loop = loop
         self._dispatcher: Dispatcher | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar, final, overload
@@ -15,7 +17,7 @@ from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
-from ._strategies import DeliveryStrategy, SyncDelivery
+from ._strategies import DeliveryStrategy, SyncDelivery, is_strategy
 from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
 
 __all__ = ["EventBus"]
@@ -26,6 +28,53 @@ _E = TypeVar("_E")
 
 _MISSING: Final[Any] = object()
 _bus_numbers = itertools.count(1)
+_live_buses: weakref.WeakSet[EventBus] = weakref.WeakSet()  # for the fork hooks
+
+
+def _drop(strategy: DeliveryStrategy, registry: Registry, watchers: _waiting.Watchers) -> None:
+    # A bus was garbage-collected without shutdown(): deliver what it accepted and let
+    # its threads end, as ThreadPoolExecutor does. Runs on whichever thread dropped it.
+    try:
+        strategy.shutdown(False, None)
+    finally:
+        registry.loops.close()
+        watchers.close()
+
+
+def _before_fork() -> None:
+    # Hold the bus's own locks across fork() so that the child never inherits one of
+    # them held by a thread that does not exist there, or a half-made change.
+    for bus in list(_live_buses):
+        bus._registry.before_fork()
+        bus._dispatcher.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for bus in list(_live_buses):
+        bus._dispatcher.after_fork_in_parent()
+        bus._registry.after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for bus in list(_live_buses):
+        bus._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+def _weak_post(bus: EventBus) -> Callable[..., None]:
+    """The bus's general ``post`` path, holding the bus weakly (for the sync strategy's fast post)."""
+    ref = weakref.ref(bus)
+
+    def post(event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> None:
+        found = ref()
+        if found is None:
+            raise BusClosedError("the bus was garbage-collected; it accepts no more events")
+        found._accept(event, data, timeout, publish=False)
+
+    return post
 
 
 def _make_strategy(
@@ -48,7 +97,7 @@ def _make_strategy(
         raise ValueError(
             f"unknown strategy {strategy!r}; use 'sync', 'ordered', 'concurrent', 'asyncio' or a DeliveryStrategy"
         )
-    if not isinstance(strategy, DeliveryStrategy):
+    if not is_strategy(strategy):
         raise TypeError(f"strategy must be a strategy name or a DeliveryStrategy, not {strategy!r}")
     return strategy
 
@@ -81,7 +130,18 @@ class EventBus:
 
     # __dict__ lets __init__ install the one-frame register() and, on the sync
     # strategy, post() on the instance; everything else lives in slots.
-    __slots__ = ("__dict__", "_closed", "_dispatcher", "_registry", "_strategy", "_submit", "_watchers", "name")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_closed",
+        "_dispatcher",
+        "_dropped",
+        "_registry",
+        "_strategy",
+        "_submit",
+        "_watchers",
+        "name",
+    )
 
     def __init__(
         self,
@@ -97,22 +157,28 @@ class EventBus:
         _check_positive_int("max_queued", max_queued)
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be callable as on_error(exc, context), not {on_error!r}")
-        self.name = name if name is not None else f"eventbus-{next(_bus_numbers)}"
+        self.name: str = name if name is not None else f"eventbus-{next(_bus_numbers)}"
         """The bus's name, as given or numbered."""
         self._registry = Registry()
         self._dispatcher = Dispatcher(self, on_error if on_error is not None else log_error)
         self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
+        self._closed = False
+        self._watchers = _waiting.Watchers()
         # Two hot paths installed on the instance, each to take one call instead of
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
             vars(self)["register"] = self._registry.add  # what register() below calls
         if isinstance(self._strategy, SyncDelivery) and type(self).post is EventBus.post:
-            # The sync strategy's post in a single frame; shutdown() removes it again.
-            vars(self)["post"] = self._strategy.fast_post(self._registry, self._post_slow, _MISSING)
-        self._closed = False
-        self._watchers = _waiting.Watchers()
+            # The sync strategy's post in a single frame. It holds the bus only weakly,
+            # like everything below the bus, so that a dropped bus can be collected.
+            vars(self)["post"] = self._strategy.fast_post(self._registry, _weak_post(self), _MISSING)
+        # Nothing below the bus refers to it, so a bus that its program drops is
+        # collected; then its strategy delivers what it accepted and stops its threads.
+        self._dropped = weakref.finalize(self, _drop, self._strategy, self._registry, self._watchers)
+        self._dropped.atexit = False  # at exit, the strategies' own exit drain runs
+        _live_buses.add(self)
 
     # -- subscribers -------------------------------------------------------------------------
 
@@ -183,9 +249,6 @@ class EventBus:
         else:
             self._accept(event, data, timeout, publish=False)
 
-    def _post_slow(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> None:
-        self._accept(event, data, timeout, publish=False)
-
     def publish(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
         """Post *event* like `post`, and return a `Delivery` to follow it.
 
@@ -250,10 +313,20 @@ class EventBus:
         """
         self._closed = True
         vars(self).pop("post", None)  # back to the checking post(), which refuses events now
+        self._dropped.detach()  # shut down by hand: nothing left to do when it is collected
         done = self._strategy.shutdown(wait, timeout)
         self._registry.loops.close()  # the event loops of async handlers (thread-based strategies)
         self._watchers.close()  # pending wait_for() calls fail, streams end
         return done
+
+    def _after_fork_in_child(self) -> None:
+        # In a forked child, on the thread that forked: only that thread exists here.
+        self._dispatcher.after_fork_in_child()
+        self._registry.after_fork_in_child()
+        for part in (self._registry.loops, self._strategy):  # what each keeps per thread or process
+            after_fork = getattr(part, "after_fork_in_child", None)
+            if after_fork is not None:
+                after_fork()
 
     @property
     def closed(self) -> bool:

@@ -9,9 +9,12 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "SKIPPED"]
 
-_SKIPPED: Final[Any] = object()  # a handler that was not called (filtered out or unregistered)
+SKIPPED: Final[Any] = object()
+"""The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
+_PENDING: Final[Any] = object()  # a handler whose outcome is not known yet
+_FAILED: Final[Any] = object()  # a handler that raised (its exception is in _errors)
 _logger: Final = logging.getLogger("eventbus")
 
 
@@ -31,9 +34,9 @@ class Delivery:
     __slots__ = ("_callbacks", "_done", "_errors", "_lock", "_outcomes", "_pending", "_waiter", "event")
 
     def __init__(self, event: object, handler_count: int) -> None:
-        self.event = event
+        self.event: object = event
         """The event being delivered."""
-        self._outcomes: list[Any] = [_SKIPPED] * handler_count
+        self._outcomes: list[Any] = [_PENDING] * handler_count
         self._errors: list[tuple[int, BaseException]] = []
         self._pending = handler_count
         self._lock = threading.Lock()
@@ -43,11 +46,21 @@ class Delivery:
 
     # -- called by the strategies -------------------------------------------------------
 
-    def _settle(self, index: int, value: Any = _SKIPPED, error: BaseException | None = None) -> None:
-        """Record the outcome of handler number *index*; the last one completes the delivery."""
+    def _settle(self, index: int, value: Any = SKIPPED, error: BaseException | None = None) -> None:
+        """Record the outcome of handler number *index*; the last one completes the delivery.
+
+        Idempotent per handler: settling one that is already settled changes nothing,
+        so a strategy cut short by an interrupt may settle what is left without
+        knowing how far it got. Every done-callback runs, even if one raises; an
+        `Exception` from a callback is logged, and the first other `BaseException`
+        (a Ctrl-C, `SystemExit`) is re-raised once all of them have run.
+        """
         with self._lock:
+            if self._outcomes[index] is not _PENDING:
+                return
             if error is not None:
                 self._errors.append((index, error))
+                self._outcomes[index] = _FAILED
             else:
                 self._outcomes[index] = value
             self._pending -= 1
@@ -58,8 +71,27 @@ class Delivery:
             self._callbacks = []
         if waiter is not None:
             waiter.set()
-        for callback in callbacks:
-            self._run_callback(callback)
+        if callbacks:
+            self._run_callbacks(callbacks)
+
+    def _settle_rest(self) -> None:
+        """Settle, as not called, every handler whose outcome is still unknown."""
+        for index, outcome in enumerate(self._outcomes):
+            if outcome is _PENDING:
+                self._settle(index)
+
+    def _run_callbacks(self, callbacks: list[Callable[[Delivery], object]]) -> None:
+        # Each callback is taken off the list before it is called, so none runs twice;
+        # an interrupt in one (or between two) does not keep the others from running.
+        try:
+            while callbacks:
+                callback = callbacks[0]
+                del callbacks[0]
+                self._run_callback(callback)
+        except BaseException:
+            if callbacks:
+                self._run_callbacks(callbacks)
+            raise
 
     def _run_callback(self, callback: Callable[[Delivery], object]) -> None:
         # A broken callback must not break the strategy that settles the delivery, nor
@@ -71,7 +103,7 @@ class Delivery:
 
     def _resize(self, handler_count: int) -> None:
         """Follow a different number of handlers (used when the event turns into a DeadEvent)."""
-        self._outcomes = [_SKIPPED] * handler_count
+        self._outcomes = [_PENDING] * handler_count
         self._pending = handler_count
         self._done = handler_count == 0
 
@@ -107,7 +139,7 @@ class Delivery:
         if self._errors:
             errors = [exc for _, exc in sorted(self._errors, key=lambda pair: pair[0])]
             raise BaseExceptionGroup(f"{len(errors)} handler(s) failed for {type(self.event).__qualname__}", errors)
-        return [value for value in self._outcomes if value is not _SKIPPED]
+        return [value for value in self._outcomes if value is not SKIPPED and value is not _FAILED]
 
     def add_done_callback(self, callback: Callable[[Delivery], object]) -> None:
         """Call *callback(delivery)* once it is done (at once, if it already is).

@@ -13,27 +13,40 @@ handler:
   a worker thread, which must never die.
 
 Counters live in one small record per thread (`ThreadState`), so a post never
-takes a lock to count; `Dispatcher.totals` adds them up.
+takes a lock to count; `Dispatcher.sums` adds them up. A thread's record is folded
+into `Dispatcher.retired` once the thread ends, so the cost of adding up follows
+the number of live threads, not of every thread that ever posted.
+
+The dispatcher holds its bus weakly: nothing below the bus keeps it alive, so a bus
+that its program drops can be collected (and then stops its workers).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
+import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
+from ._delivery import SKIPPED
 from ._events import topic_of
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
     from ._registry import Subscription
 
-__all__ = ["BusStats", "Dispatcher", "ErrorContext", "ThreadState", "log_error"]
+__all__ = ["GIL_DISABLED", "BusStats", "Dispatcher", "ErrorContext", "ThreadState", "log_error"]
 
 logger: Final = logging.getLogger("eventbus")
+
+GIL_DISABLED: Final[bool] = not getattr(sys, "_is_gil_enabled", lambda: True)()
+"""True on a free-threaded CPython running without its GIL: the lock-free fast paths
+that rely on the GIL's ordering are switched off (see the design notes)."""
 
 
 @final
@@ -43,9 +56,9 @@ class ErrorContext:
 
     bus: Any
     """The `EventBus` that delivered the event."""
-    event: object
+    event: Any  # not `object`: a mypyc-compiled dataclass cannot resolve that annotation at import
     """The event being delivered."""
-    subscriber: object
+    subscriber: Any
     """The registered object whose handler raised, or `None` for a plain function."""
     handler: str
     """The handler's qualified name, for example ``"Billing.charge"``."""
@@ -89,65 +102,166 @@ class BusStats:
 
 @final
 class ThreadState:
-    """One thread's view of one bus: its counters and the sync strategy's queue."""
+    """One thread's view of one bus: its counters and the sync strategy's queue.
 
-    __slots__ = ("bare", "dead", "delivered", "dispatching", "failed", "finished", "posted", "queue", "submitted")
+    Only its own thread writes a state's counters, so counting takes no lock; other
+    threads read them through `Dispatcher.sums`. When the thread ends, the
+    dispatcher folds the counters into `Dispatcher.retired` and forgets the state.
+    """
+
+    __slots__ = (
+        "calling",
+        "dead",
+        "delivered",
+        "dispatching",
+        "done",
+        "end_ref",
+        "failed",
+        "finished",
+        "posted",
+        "queue",
+        "submitted",
+    )
+
+    COUNTERS: ClassVar[tuple[str, ...]] = ("posted", "submitted", "finished", "delivered", "failed", "dead")
+    """The counters that a retired thread's state adds to `Dispatcher.retired`."""
 
     def __init__(self) -> None:
-        self.posted = 0
-        self.submitted = 0
+        self.posted: int = 0
+        self.submitted: int = 0
         """Units of work this thread handed to a thread-pool strategy (events, parked calls)."""
-        self.finished = 0
+        self.finished: int = 0
         """Units of work this thread finished as a thread-pool worker."""
-        self.delivered = 0
-        self.failed = 0
-        self.dead = 0
-        self.dispatching = False
+        self.delivered: int = 0
+        self.failed: int = 0
+        self.dead: int = 0
+        self.dispatching: bool = False
         """True while this thread is inside the sync strategy's delivery loop."""
-        self.bare: tuple[Subscription, ...] | None = None
-        """The handlers this thread is calling without their subscribers' locks (sync strategy)."""
+        self.done: int = 0
+        """Sync strategy: events this thread has finished delivering (for ``join``)."""
+        self.calling: Subscription | None = None
+        """Sync strategy: the handler this thread is calling (or last called in its current event)."""
         self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
+        self.end_ref: weakref.ref[object] | None = None
+        """Fires when the thread's local storage goes away, that is when the thread ends."""
 
 
 @final
 class Dispatcher:
-    """Calls handlers for a bus: the one place where the error policy lives."""
+    """Calls handlers for a bus under its error policy, and keeps the per-thread counters.
 
-    __slots__ = ("_states", "_states_lock", "bus", "local", "on_error")
+    `call` and `fail` are the paths every strategy takes for a handler call that is
+    filtered, published or failing; the strategies inline only the success path of
+    a plain call.
+    """
+
+    __slots__ = ("_bus", "_ended", "_states", "_states_lock", "local", "on_error", "retired")
 
     def __init__(self, bus: object, on_error: Callable[[BaseException, ErrorContext], object]) -> None:
-        self.bus = bus
-        self.on_error = on_error
-        self.local = threading.local()
+        self._bus = weakref.ref(bus)
+        self.on_error: Callable[[BaseException, ErrorContext], object] = on_error
+        self.local: threading.local = threading.local()
         """Holds each thread's `ThreadState` as ``local.state`` (read it directly on hot paths)."""
-        self._states: list[ThreadState] = []
+        self._states: dict[ThreadState, None] = {}  # live threads' states, in creation order
         self._states_lock = threading.Lock()
+        self._ended: deque[ThreadState] = deque()  # states of threads that ended, not yet folded
+        self.retired = ThreadState()
+        """The counters of every thread that has ended, added up; its ``queue`` holds the
+        events that such threads, or interrupted deliveries, left for others to deliver."""
+
+    @property
+    def bus(self) -> Any:
+        """The bus, or `None` once it has been garbage-collected (held weakly: see `EventBus`)."""
+        return self._bus()
+
+    # -- per-thread state -------------------------------------------------------------------
 
     def state(self) -> ThreadState:
-        """Return the calling thread's `ThreadState` for this bus."""
+        """Return the calling thread's `ThreadState` for this bus, creating it on first use."""
         try:
             state: ThreadState = self.local.state
         except AttributeError:
-            state = self.local.state = ThreadState()
-            with self._states_lock:
-                self._states.append(state)
+            pass
+        else:
+            return state
+        # The token lives only in this thread's local storage; when the thread ends it
+        # dies and its weakref callback hands the state over to be folded into `retired`.
+        # The callback only appends to a deque: it may run on any thread, even in a
+        # forked child, and must never take a lock.
+        state = ThreadState()
+        token: set[object] = set()  # any object that takes weak references (a compiled class does not)
+        ended = self._ended
+        state.end_ref = weakref.ref(token, lambda _: ended.append(state))
+        with self._states_lock:
+            self._states[state] = None
+        # Interrupted before the next line, the token dies with this frame and the
+        # (empty) state is folded at once: nothing is counted twice or lost.
+        self.local.token = token
+        self.local.state = state
         return state
 
+    def _fold_ended(self) -> None:
+        # Called with _states_lock held: fold the counters of ended threads into retired.
+        ended, retired = self._ended, self.retired
+        while ended:
+            gone = ended.popleft()
+            gone.end_ref = None
+            if self._states.pop(gone, False) is None:
+                for name in ThreadState.COUNTERS:
+                    setattr(retired, name, getattr(retired, name) + getattr(gone, name))
+                if gone.queue:  # sync strategy: events an interrupted thread left queued
+                    retired.queue.extend(gone.queue)
+                    gone.queue.clear()
+
     def states(self) -> list[ThreadState]:
-        """Every thread's state (threads that have ended included, so no count is lost)."""
+        """The states of the threads that are alive (ended threads are in `retired`)."""
         with self._states_lock:
+            if self._ended:
+                self._fold_ended()
             return list(self._states)
 
+    def sums(self, *names: str) -> tuple[int, ...]:
+        """Each named counter summed over every live thread and `retired`, name by name.
+
+        Read under one lock, so a thread that ends meanwhile is counted exactly once.
+        Every thread's first counter is read before any thread's second: a strategy
+        that reads ``sums("finished", "submitted")`` of counters that only grow sees
+        no unit finished that it does not also see submitted.
+        """
+        with self._states_lock:
+            if self._ended:
+                self._fold_ended()
+            states = (*self._states, self.retired)
+            return tuple(sum(map(operator.attrgetter(name), states)) for name in names)
+
     def totals(self) -> tuple[int, int, int, int]:
-        """(posted, delivered, failed, dead) summed over every thread."""
-        posted = delivered = failed = dead = 0
-        for state in self.states():
-            posted += state.posted
-            delivered += state.delivered
-            failed += state.failed
-            dead += state.dead
+        """(posted, delivered, failed, dead) summed over every thread, ended ones included."""
+        posted, delivered, failed, dead = self.sums("posted", "delivered", "failed", "dead")
         return posted, delivered, failed, dead
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        """Take the lock that `after_fork_in_child` will replace, so no half update is forked."""
+        self._states_lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Release what `before_fork` took."""
+        self._states_lock.release()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: keep the forking thread's state and retire every other one.
+
+        The other threads do not exist in the child; their counts stay counted, and
+        their flags (a delivery in progress, a handler being called) are gone with them.
+        """
+        self._states_lock = threading.Lock()
+        mine: ThreadState | None = getattr(self.local, "state", None)
+        self._ended.extend(state for state in self._states if state is not mine)
+        self._fold_ended()
+
+    # -- calling handlers ---------------------------------------------------------------------
 
     def call(
         self,
@@ -167,33 +281,76 @@ class Dispatcher:
             delivery: The handle to settle, if the event was published.
             index: The handler's position in the event's handler tuple.
             state: The calling thread's counters.
-            reraise: Re-raise `BaseException`s that are not `Exception`s after
-                reporting them (the sync strategy); otherwise swallow them (workers).
+            reraise: After all the bookkeeping, re-raise a `BaseException` that is
+                not an `Exception` (from the handler, ``on_error`` or a
+                done-callback): the sync strategy's poster wants it. Otherwise (a
+                worker thread, which must never die) it is reported and swallowed,
+                and this method never raises.
         """
         try:
             when = sub.when  # a property: read it once
             if not sub.active or (when is not None and not when(event)):
                 if delivery is not None:
-                    delivery._settle(index)
+                    self.settle(delivery, index, reraise=reraise)
                 return
             value = sub.func(sub.target, event)
         except BaseException as exc:
-            state.failed += 1
-            # on_error sees the failure before the Delivery settles, so that whoever
-            # waits on result() finds the failure already reported.
-            self.report(exc, sub, event)
-            if delivery is not None:
-                exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
-                delivery._settle(index, error=exc)
-            if reraise and not isinstance(exc, Exception):
-                raise
+            self.fail(state, exc, sub, event, delivery, index, reraise=reraise)
             return
         state.delivered += 1
         if delivery is not None:
-            delivery._settle(index, value)
+            self.settle(delivery, index, value, reraise=reraise)
 
-    def report(self, exc: BaseException, sub: Subscription, event: object) -> None:
-        """Pass *exc* to ``on_error``; if that raises, log both and carry on."""
+    def fail(
+        self,
+        state: ThreadState,
+        exc: BaseException,
+        sub: Subscription,
+        event: object,
+        delivery: Delivery | None = None,
+        index: int = 0,
+        *,
+        reraise: bool,
+    ) -> None:
+        """The failure path of every strategy: count, report, settle, then maybe re-raise.
+
+        Counted first and settled last, whatever ``on_error`` does, so that whoever
+        waits on the delivery finds the failure reported. With *reraise*, a
+        `BaseException` that is not an `Exception` leaves once all that is done.
+        """
+        state.failed += 1
+        try:
+            self.report(exc, sub, event, reraise=reraise)
+        finally:
+            if delivery is not None:
+                exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
+                self.settle(delivery, index, error=exc, reraise=reraise)
+        if reraise and not isinstance(exc, Exception):
+            raise exc
+
+    def settle(
+        self, delivery: Delivery, index: int, value: Any = SKIPPED, error: BaseException | None = None, *, reraise: bool
+    ) -> None:
+        """Settle handler *index* of *delivery*; a done-callback's `BaseException` leaves only with *reraise*."""
+        try:
+            delivery._settle(index, value, error)
+        except BaseException as exc:  # Delivery logs Exceptions itself; this is e.g. SystemExit
+            if reraise:
+                raise
+            logger.error(
+                "a done-callback of %r raised %s; delivery goes on",
+                delivery,
+                type(exc).__name__,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def report(self, exc: BaseException, sub: Subscription, event: object, *, reraise: bool = False) -> None:
+        """Pass *exc* to ``on_error``; if that raises, log it and carry on.
+
+        A `BaseException` that is not an `Exception` raised by ``on_error`` itself
+        (a Ctrl-C while it runs) is logged too and re-raised when *reraise* is set,
+        so that it reaches the poster on the sync strategy.
+        """
         context = ErrorContext(self.bus, event, sub.subscriber, sub.name, topic_of(event))
         try:
             self.on_error(exc, context)
@@ -206,3 +363,5 @@ class Dispatcher:
                 sub.name,
                 exc_info=(type(hook_exc), hook_exc, hook_exc.__traceback__),
             )
+            if reraise and not isinstance(hook_exc, Exception):
+                raise

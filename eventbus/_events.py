@@ -47,7 +47,7 @@ class Event(BaseModel):
     distinct event types, and a handler for one never receives the other.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
     topic: ClassVar[str] = "eventbus.Event"
     """The topic of every event of this class."""
@@ -109,7 +109,7 @@ with warnings.catch_warnings():
             ordered: An optional hashable ordering key.
         """
 
-        model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+        model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
         topic: str  # type: ignore[misc]  # a per-instance field here, a ClassVar on other events
         data: Any = None
@@ -135,7 +135,7 @@ class DeadEvent(Event, topic="eventbus.dead"):
     another `DeadEvent`.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     event: Any
     """The event that no handler received."""

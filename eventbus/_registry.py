@@ -14,27 +14,20 @@ of each event type resolves its tuple once.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import itertools
+import os
 import threading
 import types
 import typing
-import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
-from typing import Any, Final, Union, final, get_args, get_origin
+from typing import Any, Final, final
 
 from ._asyncio import HandlerLoops
-from ._decorators import SubscriptionSpec, specs_of
-from ._errors import SubscriptionError
 from ._events import Event, Message
+from ._scan import Binding, FoundHandler, call_target, identity, instance_plans, plan_of
 
 __all__ = ["Binding", "Registry", "Subscriber", "Subscription"]
 
-_UNION_TYPES: tuple[object, ...] = (Union, types.UnionType)
-_OBJECT_HASH: Final = object.__hash__
-_OBJECT_EQ: Final = object.__eq__
 _MAX_CACHED_KEYS: Final = 10_000  # Message topics are open-ended; bound the cache they fill.
 
 
@@ -45,7 +38,7 @@ class Subscriber:
     __slots__ = ("_subs", "lane", "obj")
 
     def __init__(self, obj: object) -> None:
-        self.obj = obj
+        self.obj: object = obj
         # One Subscription, or a tuple of several: most subscribers have one handler,
         # and a one-element tuple would cost another 56 bytes per subscriber.
         self._subs: Subscription | tuple[Subscription, ...] = ()
@@ -80,27 +73,14 @@ class Subscriber:
 _lock_making = threading.Lock()  # makes Subscriber.lock creation race-free
 
 
-@final
-class Binding:
-    """One handler of a class bound to one key: what its scan found, shared by every instance.
+def _new_lock_making() -> None:
+    global _lock_making  # a forked child must not inherit it held
+    _lock_making = threading.Lock()
 
-    A `Subscription` points here for everything that does not change per
-    subscriber, which keeps each registration small.
-    """
 
-    __slots__ = ("fast", "is_async", "key", "name", "plain", "priority", "thread_safe", "when")
-
-    def __init__(self, name: str, spec: SubscriptionSpec, key: type | str, is_async: bool) -> None:
-        self.name = name
-        self.is_async = is_async
-        self.key = key
-        self.priority = spec.priority
-        self.thread_safe = spec.thread_safe
-        self.when = spec.when
-        self.plain = spec.when is None
-        """What a new `Subscription.plain` starts as."""
-        self.fast = self.plain and spec.thread_safe
-        """What a new `Subscription.fast` starts as."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_making)
+_RLOCK_TYPE: Final = type(threading.RLock())
 
 
 @final
@@ -118,23 +98,23 @@ class Subscription:
     def __init__(
         self, owner: Subscriber, func: Callable[[Any, Any], object], target: Any, binding: Binding, seq: int
     ) -> None:
-        self.owner = owner
-        self.func = func
+        self.owner: Subscriber = owner
+        self.func: Callable[[Any, Any], object] = func
         """Called as ``func(target, event)``: the class's function for a method handler
         (shared by every instance), a small caller otherwise."""
-        self.target = target
+        self.target: Any = target
         """The instance of a method handler; the function itself for a plain function;
         for an ``async def`` handler, a blocking wrapper whose ``__wrapped__`` is the
         bound coroutine function."""
-        self.binding = binding
+        self.binding: Binding = binding
         """What the handler subscribed to and how, shared by every instance of its class."""
-        self.seq = seq
+        self.seq: int = seq
         """Registration order, which breaks ties between equal priorities."""
-        self.active = True
+        self.active: bool = True
         """False once the subscriber is unregistered: queued events skip it."""
-        self.plain = binding.plain
+        self.plain: bool = binding.plain
         """Active and unfiltered: the sync strategy may call it without further checks."""
-        self.fast = binding.fast
+        self.fast: bool = binding.fast
         """Plain and thread-safe: a thread pool may call it inline, with no line to join."""
 
     @property
@@ -154,7 +134,7 @@ class Subscription:
         A bound method for a method handler (made on each access), the function
         itself for a plain function, a blocking wrapper for an ``async def`` handler.
         """
-        if self.func is _call_target:
+        if self.func is call_target:
             target: Callable[[Any], object] = self.target
             return target
         return types.MethodType(self.func, self.target)
@@ -193,319 +173,6 @@ class Subscription:
         return f"<Subscription {self.name} to {key!r} priority={self.priority} thread_safe={self.thread_safe}>"
 
 
-@dataclass(frozen=True, slots=True)
-class _Handler:
-    """A handler found by scanning a class: where it lives and what it wants."""
-
-    attr: str | None  # attribute name on the class; None for a plain function
-    func: Callable[..., object]
-    bindings: tuple[Binding, ...]  # one per key it subscribed to
-    name: str
-    is_async: bool  # an async def handler: decided once, at the scan
-    call: Callable[[Any, Any], object] | None = None
-    """How a method handler is called: ``call(instance, event)``, one for all instances."""
-
-
-def _call_target(target: Callable[[Any], object], event: object) -> object:
-    """`Subscription.func` of a handler that is itself the target: a plain function or a wrapper."""
-    return target(event)
-
-
-def _method_call(raw: object, func: Callable[..., object], cls: type) -> Callable[[Any, Any], object]:
-    """``call(instance, event)`` for the handler *func* found on *cls* as *raw*."""
-    if isinstance(raw, staticmethod):
-
-        def call_static(instance: object, event: object) -> object:
-            return func(event)
-
-        return call_static
-    if isinstance(raw, classmethod):
-
-        def call_class(instance: object, event: object) -> object:
-            return func(cls, event)
-
-        return call_class
-    return func  # a plain def: func(instance, event) is the call a bound method makes
-
-
-def _resolve_annotation(func: Callable[..., object], param: str, owner_cls: type | None) -> tuple[bool, object]:
-    """Return (found, annotation) for *param*, resolving string and forward references."""
-    localns: dict[str, Any] = {}
-    if owner_cls is not None:
-        localns[owner_cls.__name__] = owner_cls
-        localns.update({k: v for k, v in vars(owner_cls).items() if isinstance(v, type)})
-    try:
-        hints = typing.get_type_hints(func, localns=localns)
-    except Exception as exc:  # NameError for unresolvable forward references, and kin
-        raw = getattr(func, "__annotations__", {}).get(param, inspect.Parameter.empty)
-        if raw is inspect.Parameter.empty:
-            return False, None
-        raise _Unresolvable(raw, exc) from exc
-    if param not in hints:
-        return False, None
-    return True, hints[param]
-
-
-class _Unresolvable(Exception):
-    def __init__(self, raw: object, cause: BaseException) -> None:
-        super().__init__(raw)
-        self.raw = raw
-        self.cause = cause
-
-
-def _unparametrized(cls: type) -> type:
-    """Map a pydantic generic parametrized only with `Any` to its origin class.
-
-    ``Page[Any]`` is how strictly typed code spells "any page", but pydantic makes
-    it a class of its own that no ``Page[int]`` is an instance of; taken literally,
-    ``@subscribe(Page)`` with that annotation would be refused and a bare
-    ``@subscribe`` would subscribe to a class that no event has.
-    """
-    metadata = getattr(cls, "__pydantic_generic_metadata__", None)
-    if metadata and metadata.get("origin") is not None and all(arg is Any for arg in metadata.get("args", ())):
-        origin: type = metadata["origin"]
-        return origin
-    return cls
-
-
-def _classes_in(annotation: object) -> tuple[type, ...] | None:
-    """The classes an annotation accepts, or `None` when it accepts anything or cannot be read."""
-    if annotation is Any or annotation is object:
-        return None
-    if isinstance(annotation, type):
-        return (_unparametrized(annotation),)
-    if get_origin(annotation) in _UNION_TYPES:
-        out: list[type] = []
-        for member in get_args(annotation):
-            inner = _classes_in(member)
-            if inner is None:
-                return None
-            out.extend(inner)
-        return tuple(out)
-    return None
-
-
-def _scan_callable(
-    func: Callable[..., object], skip: int, where: str, owner_cls: type | None, subscriber: object
-) -> _Handler | None:
-    """Validate one decorated callable and return what it subscribes to."""
-    specs = specs_of(func)
-    if not specs:
-        return None
-    name = getattr(func, "__qualname__", repr(func))
-
-    def fail(problem: str, fix: str) -> SubscriptionError:
-        return SubscriptionError(f"{where}: {problem}\n{fix}", subscriber=subscriber, handler=name)
-
-    try:
-        params = list(inspect.signature(func).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        raise fail("has no signature that eventbus can read.", "Decorate a plain def function or method.") from None
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
-    keyword_only = bool(required) and required[0].kind is inspect.Parameter.KEYWORD_ONLY
-    if (not positional and not takes_var) or len(required) > 1 or keyword_only:
-        shown = "(" + ", ".join(str(p) for p in params) + ")"
-        raise fail(
-            f"must take exactly one event argument, but its parameters are {shown}.",
-            "Write it as `def handler(self, event: SomeEvent) -> None` (or `def handler(event)` for a plain function).",
-        )
-    event_param = positional[0].name if positional else None
-    try:
-        found, annotation = (
-            _resolve_annotation(func, event_param, owner_cls) if event_param is not None else (False, None)
-        )
-    except _Unresolvable as unresolvable:
-        if any(spec.key is None for spec in specs):
-            raise fail(
-                f"annotates its event parameter as {unresolvable.raw!r}, which cannot be resolved "
-                f"({unresolvable.cause}).",
-                "Define or import that class at module level, or name it explicitly: @subscribe(EventClass).",
-            ) from None
-        found, annotation = False, None
-
-    keys: list[tuple[SubscriptionSpec, type | str]] = []
-    for spec in specs:
-        if spec.key is None:
-            classes = _classes_in(annotation) if found else None
-            if not found or classes is None:
-                what = f"its annotation {annotation!r} names no event class" if found else "it has no annotation"
-                raise fail(
-                    f"uses a bare @subscribe, but {what}.",
-                    f"Annotate the event parameter (`{event_param or 'event'}: OrderPlaced`) "
-                    "or name the key: @subscribe(OrderPlaced) or @subscribe('topic').",
-                )
-            keys.extend((spec, cls) for cls in classes)
-            continue
-        if isinstance(spec.key, type) and found:
-            accepted = _classes_in(annotation)
-            if accepted is not None and not any(issubclass(spec.key, cls) for cls in accepted):
-                raise fail(
-                    f"subscribes to {spec.key.__qualname__} but annotates its event parameter as "
-                    f"{annotation!r}, which cannot receive it.",
-                    f"Annotate it as {spec.key.__qualname__} (or a base class of it), "
-                    "or subscribe to the class it annotates.",
-                )
-        keys.append((spec, spec.key))
-    is_async = inspect.iscoroutinefunction(func)
-    bindings = tuple(Binding(name, spec, key, is_async) for spec, key in keys)
-    return _Handler(attr=None, func=func, bindings=bindings, name=name, is_async=is_async)
-
-
-# Per-class scan results. Weak keys, so classes defined at run time (tests, plugins) can be freed.
-_scan_cache: weakref.WeakKeyDictionary[type, tuple[_Handler, ...]] = weakref.WeakKeyDictionary()
-
-
-def scan_class(cls: type) -> tuple[_Handler, ...]:
-    """Return the handlers declared by *cls* and its bases, in definition order (cached).
-
-    Raises:
-        SubscriptionError: A handler's signature cannot receive what it subscribed to.
-    """
-    try:
-        return _scan_cache[cls]
-    except (KeyError, TypeError):
-        pass
-    names: dict[str, None] = {}
-    for klass in reversed(cls.__mro__):  # bases first, so ties run base handlers first
-        names.update(dict.fromkeys(vars(klass)))
-    handlers: list[_Handler] = []
-    for attr in names:
-        if attr.startswith("__") and attr.endswith("__"):
-            continue
-        try:
-            raw = inspect.getattr_static(cls, attr)
-        except AttributeError:
-            continue
-        if isinstance(raw, staticmethod):
-            func, skip = raw.__func__, 0
-        elif isinstance(raw, classmethod):
-            func, skip = raw.__func__, 1
-        elif inspect.isfunction(raw):
-            func, skip = raw, 1
-        else:
-            continue
-        if not specs_of(func):
-            continue
-        where = f"{cls.__qualname__}.{attr}"
-        found = _scan_callable(func, skip, where, cls, None)
-        if found is not None:
-            call = _method_call(raw, found.func, cls)
-            handlers.append(_Handler(attr, found.func, found.bindings, found.name, found.is_async, call))
-    result = tuple(handlers)
-    with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
-        _scan_cache[cls] = result
-    return result
-
-
-@final
-class _Plan:
-    """How to register an object: its handlers, and what `Registry.add` can skip.
-
-    Made once per class (and per call for a plain function), so that registering
-    many instances of one class repeats none of the decisions.
-    """
-
-    __slots__ = ("by_identity", "handlers", "only", "only_call", "only_topic")
-
-    def __init__(self, handlers: tuple[_Handler, ...], cls: type) -> None:
-        self.handlers = handlers
-        self.by_identity = _compares_by_identity(cls)
-        """Instances compare by identity, so each is its own key in the registry (see `_identity`)."""
-        first = handlers[0]
-        simple = len(handlers) == 1 and first.call is not None and not first.is_async and len(first.bindings) == 1
-        self.only: Binding | None = first.bindings[0] if simple else None
-        """The one binding, when one method subscribes to one key: the common case."""
-        self.only_call: Callable[[Any, Any], object] = first.call if first.call is not None else _call_target
-        """The method's call, when `only` is set."""
-        self.only_topic = simple and isinstance(first.bindings[0].key, str)
-        """Whether `only` subscribes to a topic string rather than a class."""
-
-
-# register()'s fast path: the plans of classes whose instances were registered, by
-# id(class). A weak reference to each class drops its entry when the class is freed,
-# before its id can be reused. (A WeakKeyDictionary lookup makes a weak reference on
-# every call, a fifth of what registering an object costs.)
-_instance_plans: dict[int, _Plan] = {}
-_instance_plan_refs: dict[int, weakref.ref[type]] = {}
-
-
-def _remember_plan(cls: type, plan: _Plan) -> None:
-    key = id(cls)
-
-    def forget(_: object) -> None:
-        _instance_plans.pop(key, None)
-        _instance_plan_refs.pop(key, None)
-
-    try:
-        _instance_plan_refs[key] = weakref.ref(cls, forget)
-    except TypeError:
-        return
-    _instance_plans[key] = plan
-
-
-def _plan_of(obj: object) -> _Plan | None:
-    """The registration plan of *obj*, or `None` when it has no handlers.
-
-    Raises:
-        SubscriptionError: *obj* is a class or a bound method, or a handler's
-            signature cannot receive what it subscribed to.
-    """
-    cls = type(obj)
-    plan = _instance_plans.get(id(cls))
-    if plan is not None:
-        return plan
-    if isinstance(obj, type):
-        if scan_class(obj):
-            raise SubscriptionError(
-                f"register({obj.__qualname__}) was given the class, not an instance.\n"
-                f"Register an instance: bus.register({obj.__qualname__}(...)).",
-                subscriber=obj,
-            )
-        return None
-    if isinstance(obj, types.MethodType) and specs_of(obj.__func__):
-        raise SubscriptionError(
-            f"register() was given the bound method {obj.__qualname__}.\n"
-            "Register the object that owns it: bus.register(instance).",
-            subscriber=obj,
-            handler=obj.__qualname__,
-        )
-    if isinstance(obj, types.FunctionType):
-        found = _scan_callable(obj, 0, obj.__qualname__, None, obj)
-        return None if found is None else _Plan((found,), cls)
-    try:
-        handlers = scan_class(cls)
-    except SubscriptionError as exc:
-        exc.subscriber = obj
-        raise
-    if not handlers:  # not remembered: a bound method's class must keep failing above
-        return None
-    plan = _Plan(handlers, cls)
-    _remember_plan(cls, plan)
-    return plan
-
-
-def _identity(obj: object) -> Hashable:
-    """The registry's key for *obj*, so that subscribers are told apart by identity.
-
-    An object whose class keeps ``object``'s ``__eq__`` and ``__hash__`` already
-    compares by identity and is its own key; any other object (unhashable, or with
-    an ``__eq__`` of its own) is keyed by its ``id()``. The two kinds of key never
-    compare equal, and skipping the ``id()`` saves a 32-byte int per subscriber.
-    """
-    if _compares_by_identity(type(obj)):
-        return obj
-    return id(obj)
-
-
-def _compares_by_identity(cls: type) -> bool:
-    """Whether instances of *cls* keep ``object``'s ``__eq__`` and ``__hash__``."""
-    hash_: object = cls.__hash__
-    eq: object = cls.__eq__
-    return hash_ is _OBJECT_HASH and eq is _OBJECT_EQ
-
-
 def key_of(event: object) -> Hashable:
     """The dispatch-cache key of *event*: its class, plus its topic for `Message`s."""
     cls: Hashable = typing.cast("Hashable", type(event))
@@ -527,13 +194,13 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._records: dict[Hashable, Subscriber] = {}
-        """Every subscriber's record, keyed by `_identity` of the registered object."""
+        """Every subscriber's record, keyed by `identity` of the registered object."""
         self._by_type: dict[type, list[Subscription]] = {}
         self._by_topic: dict[str, list[Subscription]] = {}
         self._seq = itertools.count()
         self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
-        self.loops = HandlerLoops()
+        self.loops: HandlerLoops = HandlerLoops()
         """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
 
     # -- registration ---------------------------------------------------------------
@@ -545,45 +212,47 @@ class Registry:
         that registering takes one call: it returns nothing, and `record` finds
         what it made.
         """
-        plan = _instance_plans.get(id(type(obj)))  # _plan_of()'s fast path, inlined
-        if plan is None:
-            plan = _plan_of(obj)  # may raise; nothing has changed yet
+        cls = type(obj)
+        plan = instance_plans.get(id(cls))  # plan_of()'s fast path, inlined
+        if plan is None or plan.cls() is not cls:  # type: ignore[misc]  # a remembered plan has its cls
+            plan = plan_of(obj)  # may raise; nothing has changed yet
             if plan is None:
                 return
-        # acquire/release rather than `with`: registering 10,000 objects is a
-        # benchmark, and `with` costs about 80 ns more per call on CPython 3.11.
-        lock = self._lock
-        lock.acquire()
-        try:
+        # `with` and never acquire() before a try: a Ctrl-C can land right after an
+        # acquire() returns, and the lock would stay held for ever.
+        with self._lock:
             ident = obj if plan.by_identity else id(obj)
             if ident in self._records:
                 return
             record = Subscriber(obj)
             binding = plan.only
-            if binding is not None:  # one method, one key
-                sub = Subscription(record, plan.only_call, obj, binding, next(self._seq))
-                record._subs = sub
-                key = binding.key  # _file(), inlined
-                table: dict[Any, list[Subscription]] = self._by_topic if plan.only_topic else self._by_type
-                found = table.get(key)
-                if found is None:
-                    table[key] = [sub]
-                else:
-                    found.append(sub)
-            else:
-                record._subs = self._add_handlers(record, obj, plan.handlers)
+            if binding is None:
+                self._add_several(ident, record, obj, plan.handlers)
+                return
+            # One method, one key: everything is made first, then the accepted point.
+            sub = Subscription(record, plan.only_call, obj, binding, next(self._seq))
+            record._subs = sub
+            key = binding.key
+            table: dict[Any, list[Subscription]] = self._by_topic if plan.only_topic else self._by_type
+            found = table.get(key)
+            # The accepted point: stores that no interrupt can split (no call among
+            # them), then one append; an interrupt after it finds the work done.
             self._records[ident] = record
             if self.dispatch:  # an empty cache holds nothing stale (entries are only made under the lock)
                 self.dispatch = {}
-        finally:
-            lock.release()
+            if found is None:
+                table[key] = [sub]
+            else:
+                found.append(sub)
 
-    def _add_handlers(
-        self, record: Subscriber, obj: object, handlers: tuple[_Handler, ...]
-    ) -> Subscription | tuple[Subscription, ...]:
-        subs: list[Subscription] = []
+    def _add_several(
+        self, ident: Hashable, record: Subscriber, obj: object, handlers: tuple[FoundHandler, ...]
+    ) -> None:
+        # Called with the lock held. Several subscriptions cannot be filed in one step:
+        # an interrupt part-way undoes them all (see _undo_add), so registering stays atomic.
+        filed: list[Subscription] = []
         for handler in handlers:
-            func: Callable[[Any, Any], object] = _call_target
+            func: Callable[[Any, Any], object] = call_target
             target: Any = obj
             if handler.is_async:
                 # One wrapper per handler: every key of it shares the target (see _order).
@@ -593,10 +262,24 @@ class Registry:
                 assert handler.call is not None, "a method handler has its call"
                 func = handler.call
             for binding in handler.bindings:
-                sub = Subscription(record, func, target, binding, next(self._seq))
-                subs.append(sub)
-                self._file(binding.key, sub)
-        return subs[0] if len(subs) == 1 else tuple(subs)
+                filed.append(Subscription(record, func, target, binding, next(self._seq)))
+        record._subs = filed[0] if len(filed) == 1 else tuple(filed)
+        try:
+            self._records[ident] = record
+            self.dispatch = {}
+            for sub in filed:
+                self._file(sub.key, sub)
+        except BaseException:
+            self._undo_add(ident, record)
+            raise
+
+    def _undo_add(self, ident: Hashable, record: Subscriber) -> None:
+        # Idempotent, and run again until it completes if another interrupt lands in it.
+        try:
+            self._drop(ident, record)
+        except BaseException:
+            self._undo_add(ident, record)
+            raise
 
     def _file(self, key: type | str, sub: Subscription) -> None:
         table: dict[Any, list[Subscription]] = self._by_topic if isinstance(key, str) else self._by_type
@@ -607,29 +290,63 @@ class Registry:
             found.append(sub)
 
     def remove(self, obj: object) -> Subscriber | None:
-        """Unregister *obj*; return its record, or `None` if it was not registered."""
+        """Unregister *obj*; return its record, or `None` if it was not registered.
+
+        Completed even if an interrupt lands in it (the interrupt then propagates):
+        the object is never left half registered.
+        """
+        ident = identity(obj)
         with self._lock:
-            record = self._records.pop(_identity(obj), None)
+            record = self._records.get(ident)
             if record is None:
                 return None
-            for sub in record.subscriptions:
-                sub.fast = sub.plain = sub.active = False  # the order the hot paths test them in
-                table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
-                remaining = [s for s in table[sub.key] if s is not sub]
+            self._undo_add(ident, record)
+            return record
+
+    def _drop(self, ident: Hashable, record: Subscriber) -> None:
+        # Called with the lock held; idempotent: takes out whatever of *record* is still in.
+        self._records.pop(ident, None)
+        for sub in record.subscriptions:
+            sub.fast = sub.plain = sub.active = False  # the order the hot paths test them in
+        for sub in record.subscriptions:
+            table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
+            found = table.get(sub.key)
+            if found is not None and any(s is sub for s in found):
+                remaining = [s for s in found if s is not sub]
                 if remaining:
                     table[sub.key] = remaining
                 else:
                     del table[sub.key]
-            self.dispatch = {}
-            return record
+        self.dispatch = {}
+
+    def before_fork(self) -> None:
+        """Take the registry's lock, so that no half-made change is forked."""
+        self._lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Release what `before_fork` took."""
+        self._lock.release()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new lock, and no strategy state inherited from the parent.
+
+        Each subscriber's lock or line (`Subscriber.lane`) may have been held by a
+        parent thread that does not exist here; they are made again on first use. A
+        lock that the forking thread itself holds (a fork from inside a handler) is kept.
+        """
+        self._lock = threading.RLock()
+        for record in self._records.values():
+            lane = record.lane
+            if lane is not None and not (isinstance(lane, _RLOCK_TYPE) and lane._is_owned()):  # type: ignore[attr-defined]
+                record.lane = None
 
     def record(self, obj: object) -> Subscriber | None:
         """The record of *obj* (by identity), or `None` if it is not registered."""
-        return self._records.get(_identity(obj))
+        return self._records.get(identity(obj))
 
     def contains(self, obj: object) -> bool:
         """Whether *obj* itself (by identity) is registered."""
-        return _identity(obj) in self._records
+        return identity(obj) in self._records
 
     def records(self) -> list[Subscriber]:
         """A snapshot of every registered subscriber."""

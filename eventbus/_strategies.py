@@ -17,17 +17,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeGuard, final
+
+from ._dispatch import GIL_DISABLED, ThreadState
+from ._errors import BusClosedError
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
-    from ._dispatch import Dispatcher, ThreadState
+    from ._dispatch import Dispatcher
     from ._registry import Registry, Subscriber, Subscription
 
-__all__ = ["DeliveryStrategy", "SyncDelivery"]
+__all__ = ["DeliveryStrategy", "SyncDelivery", "is_strategy"]
 
 
-@runtime_checkable
 class DeliveryStrategy(Protocol):
     """What the bus needs from a delivery strategy.
 
@@ -35,6 +37,16 @@ class DeliveryStrategy(Protocol):
     accepted event, from any thread; `forget` from ``unregister``; `join`,
     `shutdown` and `counts` from the methods of the same names. A strategy
     instance belongs to one bus.
+
+    Robustness (SPEC section 5) is part of the contract: a `KeyboardInterrupt`
+    landing anywhere in `submit` leaves the event accepted whole or not at all;
+    after `shutdown`, `submit` raises `BusClosedError`; a strategy must not keep
+    the bus alive (reach it through ``dispatcher.bus``, which is weak); when the
+    bus is garbage-collected, ``shutdown(False, None)`` is called and the strategy
+    should deliver what it accepted and let its threads end. A strategy may also
+    define ``after_fork_in_child()``, which the bus calls in a forked child
+    process (on the thread that forked, the only one there) to start afresh: new
+    locks, empty queues, fresh workers.
     """
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -60,18 +72,42 @@ class DeliveryStrategy(Protocol):
     def forget(self, subscriber: Subscriber) -> None:
         """*subscriber* was unregistered: drop its queued work, wait for its running calls.
 
-        Its `Subscription`s are already inactive when this is called. Must not wait
-        for a call running on the calling thread (a handler that unregisters itself).
+        Its `Subscription`s are already inactive when this is called. Waits for
+        calls of any of its handlers running on other threads, ``thread_safe=True``
+        ones included. Must not wait for a call running on the calling thread (a
+        handler that unregisters itself).
         """
 
     def join(self, timeout: float | None) -> bool:
-        """Wait until every submitted event has been handled; `False` on timeout."""
+        """Wait until every event submitted before the call has been handled; `False` on timeout.
+
+        Events submitted while it waits (a producer that keeps posting) are not
+        waited for, so that a busy bus cannot starve it.
+        """
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Finish the submitted events (if *wait*) and release threads; `True` if all were handled."""
 
     def counts(self) -> tuple[int, int]:
         """Return (events waiting to start, events started but not finished)."""
+
+
+_Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
+
+
+_CLOSED: Final = ThreadState()
+"""Put in `SyncDelivery._solo` by ``shutdown()``: no thread's state, so every post takes the checking path."""
+
+_STRATEGY_METHODS: Final = ("start", "submit", "forget", "join", "shutdown", "counts")
+
+
+def is_strategy(obj: object) -> TypeGuard[DeliveryStrategy]:
+    """Whether *obj* has every method of `DeliveryStrategy`.
+
+    What ``@runtime_checkable`` would check, which the compiled build cannot offer:
+    mypyc compiles this module, and a compiled class is not a runtime protocol.
+    """
+    return all(callable(getattr(obj, name, None)) for name in _STRATEGY_METHODS)
 
 
 @final
@@ -92,20 +128,31 @@ class SyncDelivery:
     blocks waiting for another posting thread's handler of the same subscriber
     would still deadlock, as it would with any lock.
 
-    A `KeyboardInterrupt` or `SystemExit` from a handler propagates to the caller of
-    ``post``; the rest of that event's handlers are skipped, and events that the
-    thread had queued meanwhile are delivered, in order, by the next ``post`` on
-    any thread or by ``join``.
+    Every thread announces the handler it is about to call (`ThreadState.calling`)
+    before it looks at anything that decides how to call it, so ``unregister``
+    can wait for a running call of its subscriber on another thread, whether that
+    handler is ``thread_safe`` or not, and the first thread's lock-free calls hand
+    over to locked ones handler by handler when a second thread starts posting.
+
+    A `KeyboardInterrupt` or `SystemExit` from a handler (or from ``on_error``)
+    propagates to the caller of ``post``; the rest of that event's handlers are
+    skipped (a published event's `Delivery` settles them as not called), and
+    events that the thread had queued meanwhile are delivered, in order, by the
+    next ``post`` on any thread or by ``join``.
     """
 
-    __slots__ = ("_dispatcher", "_enter_lock", "_local", "_orphans", "_shared", "_solo", "_state")
+    __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_local", "_orphans", "_shared", "_solo", "_state")
 
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
-        self._solo: ThreadState | None = None  # the first thread that posted
-        self._shared = False  # set once a second thread posts: from then on, lock
+        self._solo: ThreadState | None = None  # the first thread that posted (_CLOSED after shutdown)
+        # Set once a second thread posts: from then on, lock. Free-threaded CPython
+        # gives no ordering between one thread's announcement and another's check,
+        # so there every call takes the subscriber's lock from the start.
+        self._shared = GIL_DISABLED
+        self._closed = False
         self._enter_lock = threading.Lock()
-        self._orphans: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
+        self._orphans: deque[_Item] = deque()  # replaced by the dispatcher's in start()
 
     def start(self, dispatcher: Dispatcher) -> None:
         """Bind to the bus's dispatcher."""
@@ -114,6 +161,9 @@ class SyncDelivery:
         self._dispatcher = dispatcher
         self._state = dispatcher.state
         self._local = dispatcher.local
+        # Events that an interrupted delivery or an ended thread left behind; the
+        # dispatcher adds those of ended threads here itself.
+        self._orphans = dispatcher.retired.queue
 
     def submit(
         self,
@@ -123,102 +173,121 @@ class SyncDelivery:
         timeout: float | None,
     ) -> None:
         """Deliver now, or queue behind the event this thread is delivering."""
+        if self._closed:
+            raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
         try:
             state: ThreadState = self._local.state
         except AttributeError:
             state = self._state()
-        state.posted += 1
         queue = state.queue
         if state.dispatching:
+            # Accepted point: the count, then the append, with no call between them.
+            state.posted += 1
             queue.append((event, handlers, delivery))
             return
         if state is not self._solo and not self._shared:
             self._enter(state)
-        if self._orphans:  # events stranded by an interrupted delivery were posted first
-            self._adopt_orphans(queue)
-        queue.append((event, handlers, delivery))
-        state.dispatching = True
         try:
+            if self._orphans:  # events stranded by an interrupted delivery were posted first
+                self._adopt_orphans(queue)
+            # Accepted point: an interrupt from here on finds the event queued, and the
+            # except below hands it to the orphans; nothing is taken back.
+            state.posted += 1
+            state.dispatching = True
+            queue.append((event, handlers, delivery))
             self._drain(state)
+        except BaseException:
+            self._strand(state)
+            raise
         finally:
             state.dispatching = False
+            state.calling = None
 
     def _drain(self, state: ThreadState) -> None:
         """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
         queue = state.queue
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         delivered = 0
+        tracked: Delivery | None = None
         try:
             while queue:
-                event, handlers, delivery = queue.popleft()
-                if delivery is not None:
-                    self._deliver_tracked(state, event, handlers, delivery)
+                # Take the event off the queue with no call in between: an interrupt
+                # lands either before (the event stays queued) or during its delivery.
+                event, handlers, tracked = queue[0]
+                del queue[0]
+                if tracked is not None:
+                    for index, sub in enumerate(handlers):
+                        state.calling = sub
+                        self._call(state, sub, event, tracked, index)
+                    tracked = None
+                    state.done += 1
                     continue
-                # Kept in step with the loop in fast_post(). Announce the event's
-                # handlers before reading _shared, so that a second thread turning
-                # _shared on either sees us inside them or finds us taking locks.
-                state.bare = handlers
-                if self._shared:
-                    state.bare = None
-                    for sub in handlers:
-                        if sub.fast:  # plain and thread-safe: no lock needed
-                            try:
-                                sub.func(sub.target, event)
-                            except BaseException as exc:
-                                self._fail(state, exc, sub, event)
-                            else:
-                                delivered += 1
-                        else:
-                            self._call(state, sub, event, None, 0)
-                    continue
-                # Only this thread has ever posted: plain handlers (active, no filter)
-                # are called inline and without locks; anything unusual goes through _call.
                 for sub in handlers:
-                    if sub.plain:
+                    state.calling = sub  # announce, then decide: see the class docstring
+                    if (sub.plain and not self._shared) or sub.fast:
                         try:
                             sub.func(sub.target, event)
                         except BaseException as exc:
-                            self._fail(state, exc, sub, event)
+                            dispatcher.fail(state, exc, sub, event, reraise=True)
                         else:
                             delivered += 1
                     else:
                         self._call(state, sub, event, None, 0)
-                state.bare = None
+                state.calling = None
+                state.done += 1
         except BaseException:
-            state.bare = None
-            self._strand(queue)
+            if tracked is not None:  # the handlers not called yet will not be called
+                tracked._settle_rest()
             raise
         finally:
             state.delivered += delivered
 
-    def _strand(self, queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]]) -> None:
+    def _strand(self, state: ThreadState) -> None:
         # A KeyboardInterrupt or SystemExit is leaving for the poster. Events this
         # thread queued meanwhile were accepted: hand them to the next post on any
         # thread, or to join(), rather than strand them on a thread that may end.
-        if queue:
-            with self._enter_lock:
-                self._orphans.extend(queue)
-            queue.clear()
+        # Each event moves with no call between taking and putting it, so a second
+        # interrupt leaves it in one place or the other, never in both or neither
+        # (what stays here is delivered by this thread's next post or join, or is
+        # handed over by the dispatcher when the thread ends).
+        queue, orphans = state.queue, self._orphans
+        while queue:
+            item = queue[0]
+            del queue[0]
+            orphans.append(item)
 
-    def _adopt_orphans(self, queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]]) -> None:
-        with self._enter_lock:
-            queue.extend(self._orphans)
-            self._orphans.clear()
+    def _adopt_orphans(self, queue: deque[_Item]) -> None:
+        orphans = self._orphans
+        with self._enter_lock:  # one adopter at a time keeps the orphans in order
+            while orphans:
+                item = orphans[0]
+                del orphans[0]
+                queue.append(item)
 
     def fast_post(self, registry: Registry, slow: Callable[..., None], missing: object) -> Callable[..., None]:
         """Build a ``post`` function that delivers the common case in a single frame.
 
         The common case: an event whose class the registry has already resolved
-        to handlers, posted from the only thread that has posted so far, and not
-        from inside a handler. Everything else goes to *slow* (the bus's general
-        path, which ends in `submit`). The bus installs the result as its ``post``.
+        to handlers, posted from the only thread that has posted so far, not
+        from inside a handler, with nothing left over from an interrupted
+        delivery. Everything else goes to *slow* (the bus's general path, which
+        ends in `submit`), and so does every post after ``shutdown()``. The bus
+        installs the result as its ``post``. On free-threaded CPython this is
+        *slow* itself.
 
         Args:
             registry: The bus's registry; its dispatch cache is read on every call.
             slow: The bus's general ``post(event, data, /, *, timeout)``.
             missing: The bus's "no data given" sentinel.
         """
+        if GIL_DISABLED:
+            return slow
         strategy = self
         local = self._local
+        orphans = self._orphans
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
 
         def post(event: object, data: object = missing, /, *, timeout: float | None = None) -> None:
             handlers = registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
@@ -228,46 +297,35 @@ class SyncDelivery:
                 state: ThreadState = local.state
             except AttributeError:
                 return slow(event, data, timeout=timeout)
-            if state is not strategy._solo or state.dispatching or strategy._orphans:
+            if state is not strategy._solo or state.dispatching or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
-            state.posted += 1
-            state.dispatching = True
             delivered = 0
             try:
-                # Kept in step with the loop in _drain(): announce, then read _shared.
-                state.bare = handlers
-                if strategy._shared:
-                    state.bare = None
-                    for sub in handlers:
-                        if sub.fast:
-                            try:
-                                sub.func(sub.target, event)
-                            except BaseException as exc:
-                                strategy._fail(state, exc, sub, event)
-                            else:
-                                delivered += 1
+                # The accepted point: the stores, with no call between them.
+                state.posted += 1
+                state.dispatching = True
+                # The same loop as in _drain(), for an event posted from outside a handler.
+                for sub in handlers:
+                    state.calling = sub
+                    if (sub.plain and not strategy._shared) or sub.fast:
+                        try:
+                            sub.func(sub.target, event)
+                        except BaseException as exc:
+                            dispatcher.fail(state, exc, sub, event, reraise=True)
                         else:
-                            strategy._call(state, sub, event, None, 0)
-                else:
-                    for sub in handlers:
-                        if sub.plain:
-                            try:
-                                sub.func(sub.target, event)
-                            except BaseException as exc:
-                                strategy._fail(state, exc, sub, event)
-                            else:
-                                delivered += 1
-                        else:
-                            strategy._call(state, sub, event, None, 0)
-                    state.bare = None
+                            delivered += 1
+                    else:
+                        strategy._call(state, sub, event, None, 0)
+                state.done += 1
                 if state.queue:  # posts made by the handlers, breadth-first
+                    state.calling = None
                     strategy._drain(state)
             except BaseException:
-                state.bare = None
-                strategy._strand(state.queue)
+                strategy._strand(state)
                 raise
             finally:
                 state.dispatching = False
+                state.calling = None
                 state.delivered += delivered
             return None
 
@@ -280,78 +338,68 @@ class SyncDelivery:
             elif self._solo is not state:
                 self._shared = True
 
-    def _deliver_tracked(
-        self, state: ThreadState, event: object, handlers: tuple[Subscription, ...], delivery: Delivery
-    ) -> None:
-        # Announced like the loops in _drain() and fast_post(), so that _call may run
-        # thread_safe=False handlers without a lock while this thread is alone.
-        state.bare = handlers
-        if self._shared:
-            state.bare = None
-        try:
-            for index, sub in enumerate(handlers):
-                try:
-                    self._call(state, sub, event, delivery, index)
-                except BaseException:
-                    for skipped in range(index + 1, len(handlers)):  # settle what will not run now
-                        delivery._settle(skipped)
-                    raise
-        finally:
-            state.bare = None
-
     def _call(
         self, state: ThreadState, sub: Subscription, event: object, delivery: Delivery | None, index: int
     ) -> None:
+        # The caller has announced *sub* in state.calling.
         dispatcher = self._dispatcher
         assert dispatcher is not None
-        if sub.binding.thread_safe:
+        owner = sub.owner
+        if GIL_DISABLED:  # no lock-free handshakes: every call under the subscriber's lock
+            with owner.lock:
+                dispatcher.call(sub, event, delivery, index, state, reraise=True)
+            return
+        if sub.binding.thread_safe or (state is self._solo and not self._shared):
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
             return
-        owner = sub.owner
-        if state is self._solo:
-            # Every caller announced the event's handlers (state.bare) before reading
-            # _shared; while no second thread has posted, no lock is needed.
-            if state.bare is not None and not self._shared:
-                dispatcher.call(sub, event, delivery, index, state, reraise=True)
-                return
-        else:
-            self._wait_for_solo(state, owner)  # before the lock: the first thread may need it
+        self._wait_for_solo(state, owner)  # before the lock: the first thread may need it
         with owner.lock:
             dispatcher.call(sub, event, delivery, index, state, reraise=True)
 
     def _wait_for_solo(self, state: ThreadState, owner: Subscriber) -> None:
-        # Just after a second thread first posts, the first one may still be inside an
-        # unlocked delivery that includes this subscriber; wait for it (once per bus).
-        # Called without holding owner's lock: that delivery may need the lock itself.
+        # Just after a second thread first posts, the first one may still be inside a
+        # lock-free call of this subscriber's; wait for that call (not for the rest of
+        # its event: a later handler of it may be waiting for this very thread).
+        # Called without holding owner's lock: that call may need the lock itself.
         solo = self._solo
         if solo is None or solo is state:
             return
-        while (bare := solo.bare) is not None and any(sub.owner is owner for sub in bare):
-            time.sleep(0.0005)
-
-    def _fail(self, state: ThreadState, exc: BaseException, sub: Subscription, event: object) -> None:
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
-        state.failed += 1
-        dispatcher.report(exc, sub, event)
-        if not isinstance(exc, Exception):
-            raise exc
+        delay = 0.0001
+        while (calling := solo.calling) is not None and calling.owner is owner:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
 
     def forget(self, subscriber: Subscriber) -> None:
-        """Wait until no other thread is inside one of the subscriber's serialised handlers.
+        """Wait until no other thread is inside one of the subscriber's handlers.
 
         Called from inside a handler it does not wait: two handlers unregistering
         each other's subscribers on two threads would otherwise wait for each other.
+        The subscriber's subscriptions are already inactive, and every thread
+        announces a handler before it checks that: so once no other thread
+        announces one of this subscriber's handlers, none can start one any more.
         """
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         state = self._state()
         if state.dispatching:
             return
-        self._wait_for_solo(state, subscriber)  # its unlocked calls on the first thread
-        with subscriber.lock:  # and its locked calls anywhere
-            pass
+        if GIL_DISABLED:
+            with subscriber.lock:  # every call is made under it there
+                return
+        delay = 0.0001
+        while any(
+            s is not state and (calling := s.calling) is not None and calling.owner is subscriber
+            for s in dispatcher.states()
+        ):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
     def join(self, timeout: float | None) -> bool:
-        """Deliver stranded events on this thread, then wait until no other thread is mid-delivery."""
+        """Deliver stranded events on this thread, then wait for the deliveries in progress.
+
+        Waits only for what was accepted before the call: a delivery that another
+        thread starts later (a producer that keeps posting) is not waited for.
+        """
         dispatcher = self._dispatcher
         assert dispatcher is not None, "start() was not called"
         mine = dispatcher.state()
@@ -362,16 +410,21 @@ class SyncDelivery:
                 "Use publish() and a done-callback, or join from outside the bus."
             )
         deadline = None if timeout is None else time.monotonic() + timeout
+        # For each other thread in a delivery now: how many events it will have
+        # finished once the one in progress and those queued behind it are done.
+        # (`done` is read first: an event finishing between the reads makes us wait
+        # for one event more, never return early.)
+        busy = []
+        for state in dispatcher.states():
+            done = state.done
+            if state is not mine and state.dispatching:
+                busy.append((state, done + 1 + len(state.queue)))
         delay = 0.0001
         while True:
-            if self._orphans and not mine.dispatching:
-                self._adopt_orphans(mine.queue)
-                mine.dispatching = True
-                try:
-                    self._drain(mine)
-                finally:
-                    mine.dispatching = False
-            if not any(s.dispatching and s is not mine for s in dispatcher.states()):
+            if self._orphans or mine.queue:
+                self._deliver_orphans(mine)
+            busy = [(state, target) for state, target in busy if state.dispatching and state.done < target]
+            if not busy and not self._orphans:
                 return True
             # Other threads deliver on their own stacks; all we can do is watch them finish.
             if deadline is not None and time.monotonic() >= deadline:
@@ -379,9 +432,40 @@ class SyncDelivery:
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
+    def _deliver_orphans(self, mine: ThreadState) -> None:
+        try:
+            mine.dispatching = True
+            self._adopt_orphans(mine.queue)
+            self._drain(mine)
+        except BaseException:
+            self._strand(mine)
+            raise
+        finally:
+            mine.dispatching = False
+            mine.calling = None
+
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
-        """Nothing to stop: handlers ran on their posters' threads. Optionally join."""
-        return self.join(timeout) if wait else self.counts() == (0, 0)
+        """Refuse further events (a saved ``bus.post`` included), then optionally join.
+
+        Called from a handler it cannot wait for the delivery it is part of: it
+        refuses further events and returns `False`.
+        """
+        self._closed = True
+        self._solo = _CLOSED
+        if wait and not self._state().dispatching:
+            return self.join(timeout)
+        return self.counts() == (0, 0)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the parent's other threads and their events are gone."""
+        self._enter_lock = threading.Lock()
+        self._orphans.clear()  # accepted by the parent: the parent's to deliver
+        if self._closed:
+            return
+        mine: ThreadState | None = getattr(self._local, "state", None)
+        if self._solo is not mine:
+            self._solo = None
+        self._shared = GIL_DISABLED
 
     def counts(self) -> tuple[int, int]:
         """Return (events queued on any thread, threads in the middle of a delivery)."""

@@ -46,7 +46,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
@@ -388,9 +387,8 @@ class _ThreadPoolDelivery:
         # unit is submitted before it finishes, so a zero means that at the moment
         # the finished counts were read, every unit submitted had finished.
         assert self._dispatcher is not None
-        states = self._dispatcher.states()
-        finished = sum([s.finished for s in states])
-        return sum([s.submitted for s in states]) - finished
+        finished, submitted = self._dispatcher.sums("finished", "submitted")
+        return submitted - finished
 
     def _waiting(self) -> int:
         # Units not yet started: events in the run queue (not the lines there), events in
@@ -400,7 +398,7 @@ class _ThreadPoolDelivery:
 
     def _finished_total(self) -> int:
         assert self._dispatcher is not None
-        return sum([s.finished for s in self._dispatcher.states()])
+        return self._dispatcher.sums("finished")[0]
 
     def _wait_settled(self, timeout: float | None) -> bool:
         # Called with the lock held; workers notify after finishing a unit while
@@ -628,7 +626,9 @@ class OrderedDelivery(_ThreadPoolDelivery):
     _key_of = staticmethod(_ordered_key)
 
 
-_open_pools: weakref.WeakSet[_ThreadPoolDelivery] = weakref.WeakSet()
+# A plain set, not a WeakSet: a pool's worker threads keep it alive until it stops
+# (when _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak references.
+_open_pools: set[_ThreadPoolDelivery] = set()
 
 
 def _drain_at_exit() -> None:

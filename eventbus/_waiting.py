@@ -234,9 +234,9 @@ class EventStream(Generic[_E]):
         self._watchers = watchers
         self._key = key
         self._where = where
-        self.maxsize = maxsize
+        self.maxsize: int = maxsize
         """How many events the buffer holds before the oldest is dropped."""
-        self.dropped = 0
+        self.dropped: int = 0
         """How many events were dropped because the buffer was full (or the stream had ended)."""
         self.buffer: deque[_E] = deque()
         """The events received and not yet consumed, oldest first."""

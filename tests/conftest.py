@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +16,12 @@ from eventbus import EventBus
 
 from .helpers import Recorder
 
-STRATEGIES: list[str] = ["sync", "ordered", "concurrent"]
-"""The strategies that every behavioural test runs under (the ``bus`` fixture's parameters)."""
+STRATEGIES: list[str] = ["sync", "ordered", "concurrent", "asyncio"]
+"""The strategies that every behavioural test runs under (the ``bus`` fixture's parameters).
+
+The behavioural tests are written as a threaded program would use the bus (post, then
+``join()``), so the asyncio strategy's bus gets an event loop running on a thread of
+its own, as a program that hands work from threads to a loop would set it up."""
 
 # Explicit deadlines, as attrs does: none on CI, where a loaded runner must not turn slow
 # examples into flaky failures; a generous one locally to catch an accidental slowdown.
@@ -38,13 +44,34 @@ def strategy(request: pytest.FixtureRequest) -> str:
     return name
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """An event loop running on a daemon thread of its own, shared by the tests' asyncio buses."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="tests-asyncio-loop", daemon=True).start()
+        return _loop
+
+
+def new_bus(strategy: str, **options: Any) -> EventBus:
+    """``EventBus(strategy=strategy, **options)``, on `background_loop` for the asyncio strategy."""
+    if strategy == "asyncio":
+        options.setdefault("loop", background_loop())
+    return EventBus(strategy=strategy, **options)  # type: ignore[arg-type]  # a parametrized Literal
+
+
 @pytest.fixture
 def make_bus(strategy: str) -> Iterator[Callable[..., EventBus]]:
     """A factory of buses on the strategy under test; every bus it made is shut down afterwards."""
     made: list[EventBus] = []
 
     def make(**options: Any) -> EventBus:
-        bus = EventBus(strategy=strategy, **options)  # type: ignore[arg-type]  # a parametrized Literal
+        bus = new_bus(strategy, **options)
         made.append(bus)
         return bus
 

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import eventbus
 
 if TYPE_CHECKING:
     from eventbus import ErrorContext
 
 WAIT = 10.0
 """The longest any join, gate or barrier may wait before the test fails."""
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (examples, benchmarks, pyproject.toml)."""
+
+
+def child_python_env() -> dict[str, str]:
+    """The environment for a child Python that must import the eventbus under test.
+
+    That is the checkout's eventbus, even if another copy is installed, or, when the suite
+    runs against an installed build (scripts/check.sh's compiled pass), that build: its
+    directory goes first on ``PYTHONPATH``, then the checkout (for ``benchmarks``), and
+    ``PYTHONSAFEPATH`` keeps ``python -m`` from putting the working directory before both.
+    No ``.pyc`` files are left behind.
+    """
+    env = dict(os.environ)
+    home = str(Path(eventbus.__file__).resolve().parent.parent)
+    paths = [home, str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONSAFEPATH"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
 class Recorder:

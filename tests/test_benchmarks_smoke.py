@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+import eventbus
+
+from .helpers import child_python_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SYNC_PEERS = {
     "psygnal": ("psygnal emit", "psygnal emit_fast"),
@@ -32,6 +36,7 @@ def _run(out: Path, *args: str) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--no-chart", "--out", str(out), *args],
         cwd=ROOT,
+        env=child_python_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -113,16 +118,14 @@ def test_installed_peers_run_and_deliver(tmp_path: Path) -> None:
             assert row["lost"] == 0, row
 
 
-def test_the_mypyc_experiment_patch_still_applies() -> None:
-    """benchmarks/mypyc_experiment.sh applies this patch to the committed code: it must not rot."""
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
-    completed = subprocess.run(
-        ["git", "apply", "--check", "benchmarks/mypyc-experiment.patch"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
+@pytest.mark.skipif(not eventbus.compiled, reason="needs the compiled build (scripts/check.sh's compiled pass)")
+def test_compiled_rows_sit_below_the_pure_rows(tmp_path: Path) -> None:
+    """``--compiled PYTHON`` adds each eventbus case again, run by the compiled build, right below it."""
+    document = _run(tmp_path, "--only", "sync-1", "--no-peers", "--compiled", sys.executable)
+    cases = [row["case"] for row in document["results"]]
+    typed = "eventbus sync · typed Event"
+    assert cases[cases.index(typed) + 1] == typed + " [compiled]"
+    for row in document["results"]:
+        if row["kind"] == "compiled":
+            assert row["error"] is None, row
+            assert row["lost"] == 0, row

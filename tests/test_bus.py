@@ -1000,6 +1000,23 @@ def test_bad_bus_arguments_are_refused(options: dict[str, Any], error: type[Exce
         EventBus(**options)
 
 
+def test_a_strategy_object_missing_a_protocol_method_is_refused() -> None:
+    """A strategy object needs every `DeliveryStrategy` method; one without ``counts`` is refused."""
+
+    class NoCounts:
+        def start(self, dispatcher: object) -> None: ...
+        def submit(self, event: object, handlers: object, delivery: object, timeout: object) -> None: ...
+        def forget(self, subscriber: object) -> None: ...
+        def join(self, timeout: float | None) -> bool:
+            return True
+
+        def shutdown(self, wait: bool, timeout: float | None) -> bool:
+            return True
+
+    with pytest.raises(TypeError, match="DeliveryStrategy"):
+        EventBus(strategy=NoCounts())  # type: ignore[arg-type]  # the point of the test
+
+
 # -- threads ------------------------------------------------------------------------------------------------
 
 

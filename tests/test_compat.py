@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import pytest
 
 from eventbus import EventBus, Message, subscribe
 from eventbus.compat import event, eventbus, subscriber
+
+from .helpers import child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 30.0
@@ -62,12 +63,14 @@ def make_compat() -> Iterator[Callable[..., eventbus]]:
 
 
 def run_python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    # The checkout's eventbus, even if another copy is installed; no .pyc files left behind.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=child_python_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -10,13 +10,14 @@ checked in ``tests/test_compat.py`` instead.
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .helpers import child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -116,14 +117,10 @@ def _example_names() -> list[str]:
 
 
 def _run(name: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    # The checkout's eventbus, even if another copy is installed; no .pyc files left behind.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *ARGS.get(name, [])],
         cwd=ROOT,
-        env=env,
+        env=child_python_env(),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

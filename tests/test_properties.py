@@ -15,7 +15,7 @@ from eventbus import DeadEvent, Event, EventBus, Message, subscribe
 from eventbus._decorators import specs_of
 from eventbus._registry import Registry
 
-from .conftest import STRATEGIES
+from .conftest import STRATEGIES, new_bus
 from .helpers import WAIT, ErrorLog
 from .strategies import breadth_first, handler_specs, priorities, topics, trees
 
@@ -116,7 +116,7 @@ def test_publish_returns_values_in_priority_then_definition_order(
     strategy_name: str, specs: list[tuple[str, int]], event_class: type[Event]
 ) -> None:
     """`publish(e).result()` is the matching handlers' values, sorted by priority with ties in definition order."""
-    with EventBus(strategy=strategy_name, workers=2) as bus:  # type: ignore[arg-type]  # parametrized Literal
+    with new_bus(strategy_name, workers=2) as bus:
         bus.register(make_subscriber_class(specs)())
         event = event_class()
         assert bus.publish(event).result(timeout=WAIT) == expected_order(specs, event)
@@ -290,7 +290,7 @@ class BusMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.errors = ErrorLog()
-        self.bus = EventBus(strategy=self.strategy, workers=3, on_error=self.errors)  # type: ignore[arg-type]
+        self.bus = new_bus(self.strategy, workers=3, on_error=self.errors)
         self.log = Log()
         self.pool: list[Member] = [MEMBER_CLASSES[i % len(MEMBER_CLASSES)](i, self.log) for i in range(POOL_SIZE)]
         # The model: registration number of each registered pool member, and what should have happened.

@@ -8,7 +8,8 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from eventbus import DeadEvent, Event, EventBus, Message, Subscription, SubscriptionError, subscribe
-from eventbus._registry import _MAX_CACHED_KEYS, Registry, key_of, scan_class
+from eventbus._registry import _MAX_CACHED_KEYS, Registry, key_of
+from eventbus._scan import scan_class
 
 from . import future_subscribers as future
 
@@ -483,9 +484,9 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
     import gc
     import weakref
 
-    from eventbus import _registry
+    from eventbus import _scan
 
-    def make() -> weakref.ref[type]:
+    def make() -> tuple[weakref.ref[type], int]:
         class Temporary:
             @subscribe(Base)
             def on_base(self, event: Base) -> None:
@@ -493,14 +494,39 @@ def test_a_registration_plan_is_dropped_with_its_class() -> None:
 
         registry = Registry()
         registry.add(Temporary())
-        assert id(Temporary) in _registry._instance_plans
-        return weakref.ref(Temporary)
+        assert id(Temporary) in _scan.instance_plans
+        return weakref.ref(Temporary), id(Temporary)
 
-    ref = make()
+    ref, key = make()
     gc.collect()
     assert ref() is None
-    assert len(_registry._instance_plans) == len(_registry._instance_plan_refs)
-    assert all(r() is not None for r in _registry._instance_plan_refs.values())
+    assert key not in _scan.instance_plans
+
+
+def test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id() -> None:
+    """A plan is checked against its class: a stale entry under a reused id is ignored."""
+    from eventbus import _scan
+
+    class First:
+        @subscribe(Base)
+        def on_base(self, event: Base) -> None:
+            pass
+
+    class Second:
+        @subscribe("reg.second")
+        def on_second(self, event: Message) -> None:
+            pass
+
+    registry = Registry()
+    registry.add(First())
+    # As if First had died and its entry had not been dropped, and Second took its id.
+    _scan.instance_plans[id(Second)] = _scan.instance_plans[id(First)]
+    second = Second()
+    registry.add(second)
+    assert [sub.name for sub in registry.subscribers("reg.second")] == [
+        "test_a_plan_left_behind_by_a_dead_class_is_not_used_for_a_class_with_its_id.<locals>.Second.on_second"
+    ]
+    del _scan.instance_plans[id(Second)]
 
 
 def test_a_decorated_bound_method_is_refused_even_after_an_undecorated_one() -> None:
