@@ -58,7 +58,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
-from ._delivery import _SKIPPED
+from ._delivery import SKIPPED
 from ._dispatch import Dispatcher, logger
 from ._errors import BusClosedError, QueueFullError
 from ._events import Event, topic_of
@@ -282,8 +282,6 @@ _WAIT_SLICE: Final = 0.05
 
 _NO_KEY: Final[Any] = object()  # _LaneState.release when no key is being handed on
 
-_report_reraises: Final = "reraise" in inspect.signature(Dispatcher.report).parameters
-
 _gil_enabled: Final[Callable[[], bool]] = getattr(sys, "_is_gil_enabled", lambda: True)
 
 
@@ -398,10 +396,6 @@ def _closed_error(name: str) -> BusClosedError:
     return BusClosedError(
         f"{name} has been shut down and accepts no more events.\nPost before shutdown(), or create a new EventBus."
     )
-
-
-def _index_settled(delivery: Delivery, index: int) -> bool:
-    return delivery._outcomes[index] is not _SKIPPED or any(i == index for i, _ in delivery._errors)
 
 
 @final
@@ -1292,13 +1286,13 @@ class AsyncioDelivery:
                 coroutine = sub.coroutine
                 value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
             else:
-                value = _SKIPPED
+                value = SKIPPED
         except BaseException as exc:
             me.error = exc
             self._failed(exc, sub, event, delivery, position, state)
             me.error = None
             return
-        if value is not _SKIPPED:
+        if value is not SKIPPED:
             state.delivered += 1
         if delivery is not None:
             self._settle(delivery, position, value)
@@ -1363,13 +1357,13 @@ class AsyncioDelivery:
                     coroutine = sub.coroutine
                     value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
                 else:
-                    value = _SKIPPED
+                    value = SKIPPED
             except BaseException as exc:
                 me.error = exc
                 self._failed(exc, sub, event, delivery, position, state)
                 me.error = None
             else:
-                if value is not _SKIPPED:
+                if value is not SKIPPED:
                     state.delivered += 1
                 if delivery is not None:
                     self._settle(delivery, position, value)
@@ -1424,10 +1418,7 @@ class AsyncioDelivery:
         assert self._dispatcher is not None
         hook_exc: BaseException | None = None
         try:
-            if _report_reraises:
-                self._dispatcher.report(exc, sub, event, reraise=True)  # type: ignore[call-arg]  # the Core interface
-            else:
-                self._dispatcher.report(exc, sub, event)
+            self._dispatcher.report(exc, sub, event, reraise=True)
         except BaseException as raised:  # on_error's KeyboardInterrupt/SystemExit: after the bookkeeping
             hook_exc = raised
         if delivery is not None:
@@ -1442,9 +1433,7 @@ class AsyncioDelivery:
         if hook_exc is not None:
             raise hook_exc
 
-    def _settle(
-        self, delivery: Delivery, index: int, value: Any = _SKIPPED, error: BaseException | None = None
-    ) -> None:
+    def _settle(self, delivery: Delivery, index: int, value: Any = SKIPPED, error: BaseException | None = None) -> None:
         """Settle *delivery*'s handler *index*; its done-callbacks are user code.
 
         `Delivery._settle` does all its bookkeeping, runs every callback, and then
@@ -1524,7 +1513,7 @@ class AsyncioDelivery:
         if pcall is not None:
             sub, job, position = pcall
             delivery = job.delivery
-            if delivery is not None and delivery._pending > 0 and not _index_settled(delivery, position):
+            if delivery is not None:  # idempotent: nothing changes if the call settled it already
                 self._settle(delivery, position, error=me.error or self._interrupted(sub, exc))
             me.error = None
             self._finish_call(me, job)
@@ -1542,11 +1531,10 @@ class AsyncioDelivery:
                 position = me.position
                 lane_job = me.job
                 if handle is not None and position > 0:
-                    # Handler position-1 was claimed; settled unless the lane died in between.
-                    unsettled = len(work[1]) - position + (lane_job.pending - 1 if lane_job is not None else 0)
-                    if handle._pending > unsettled:
-                        claimed = work[1][position - 1]
-                        self._settle(handle, position - 1, error=me.error or self._interrupted(claimed, exc))
+                    # Handler position-1 was claimed: settled, unless the lane died before it
+                    # could (Delivery._settle is idempotent per handler, so this is safe).
+                    claimed = work[1][position - 1]
+                    self._settle(handle, position - 1, error=me.error or self._interrupted(claimed, exc))
                 me.error = None
                 resume = _Resume(work, position, lane_job, started=True)
                 me.item = None
