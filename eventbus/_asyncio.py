@@ -50,7 +50,6 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import sys
 import threading
 import time
 import weakref
@@ -59,13 +58,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 from ._delivery import SKIPPED
-from ._dispatch import Dispatcher, logger
+from ._dispatch import GIL_DISABLED, logger
 from ._errors import BusClosedError, QueueFullError
 from ._events import Event, topic_of
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
-    from ._dispatch import ThreadState
+    from ._dispatch import Dispatcher, ThreadState
     from ._registry import Subscriber, Subscription
 
 __all__ = ["AsyncioDelivery", "HandlerLoops", "ajoin", "apost", "ashutdown"]
@@ -281,8 +280,6 @@ _WAIT_SLICE: Final = 0.05
 """The longest a wait that relies on a wake-up sleeps before it looks again."""
 
 _NO_KEY: Final[Any] = object()  # _LaneState.release when no key is being handed on
-
-_gil_enabled: Final[Callable[[], bool]] = getattr(sys, "_is_gil_enabled", lambda: True)
 
 
 class _Gen:
@@ -700,7 +697,7 @@ class AsyncioDelivery:
         """
         if _get_running_loop() is self._loop:
             return
-        if not _gil_enabled() and self._loop_can_run():
+        if GIL_DISABLED and self._loop_can_run():
             # Without the GIL, the lane's "owner, then active" and our "inactive, then owner"
             # need a fence: one round trip through the loop orders them (a lane step that read
             # the subscriber as active has finished, and stored its owner, before the trip's
