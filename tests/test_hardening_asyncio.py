@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import itertools
 import os
 import select
@@ -30,12 +29,8 @@ from typing import Any
 import pytest
 
 from eventbus import AsyncioDelivery, BusClosedError, Event, EventBus, subscribe
-from eventbus._dispatch import Dispatcher
 
 WAIT = 10.0
-
-_CORE_WEAK_BUS = isinstance(inspect.getattr_static(Dispatcher, "bus", None), property)
-_CORE_FORK_HOOK = hasattr(Dispatcher, "after_fork_in_child")
 
 
 class Tick(Event, topic="hardening.tick"):
@@ -651,7 +646,6 @@ def test_a_dropped_sync_bus_releases_its_handler_loops() -> None:
     assert loop.is_closed()
 
 
-@pytest.mark.skipif(not _CORE_WEAK_BUS, reason="needs the Core interface (Dispatcher.bus held weakly)")
 def test_a_dropped_asyncio_bus_delivers_what_it_accepted_and_its_lanes_end() -> None:
     """Nothing on the loop holds a dropped asyncio bus; its lanes deliver what was accepted, then end."""
     loop = asyncio.new_event_loop()
@@ -765,8 +759,6 @@ def test_a_forked_child_runs_async_handlers_on_a_loop_of_its_own() -> None:
     sys.unraisablehook = lambda info: unraisable.append(repr(info.exc_value))
 
     def child() -> str:
-        if not _CORE_FORK_HOOK:
-            bus._registry.loops.after_fork_in_child()
         bus.post(Tick(n=2))
         n, loop_id = results[-1]
         bus._registry.loops.close()
@@ -801,8 +793,6 @@ def test_a_forked_child_of_an_asyncio_bus_refuses_posts_and_does_not_wait() -> N
         assert bus.join(WAIT)
 
         def child() -> str:
-            if not _CORE_FORK_HOOK:
-                bus._strategy.after_fork_in_child()  # type: ignore[attr-defined]  # what the Core hook calls
             try:
                 bus.post(Tick(n=2))
                 posted = "accepted"
