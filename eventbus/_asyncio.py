@@ -1024,6 +1024,9 @@ class AsyncioDelivery:
         task = lane.task
         if task is not None:
             task._log_destroy_pending = False  # type: ignore[attr-defined]  # it never ends, by no fault of its own
+        # Hold it no more: unreferenced, it is freed and leaves asyncio.all_tasks(), so that
+        # asyncio.run()'s final cancel-and-gather does not wait for a task that cannot run.
+        lane.task = None
         self._retire(lane, None)
 
     def _progress(self) -> None:
