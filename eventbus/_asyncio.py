@@ -36,6 +36,11 @@ Posts from the loop are accepted (or refused with `QueueFullError` when
 ``max_queued`` events wait) without ever blocking it; posts from other threads
 wait for room like posts on the pools and reach the loop through an inbox
 drained by one ``call_soon_threadsafe`` per batch.
+
+The loop often runs on the main thread, where Ctrl-C lands: every step of the
+strategy is written so that a `KeyboardInterrupt` raised anywhere on the loop
+leaves each accepted event delivered exactly once, when the loop runs again
+(see "Interrupts" below, and issue 10).
 """
 
 from __future__ import annotations
@@ -43,17 +48,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
-from ._dispatch import logger
+from ._delivery import SKIPPED
+from ._dispatch import GIL_DISABLED, logger
 from ._errors import BusClosedError, QueueFullError
 from ._events import Event, topic_of
-from ._room import wait_for_room
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -130,10 +137,13 @@ class _ThreadLoop:
 
     def __del__(self) -> None:
         # Reached when the thread's threading.local value goes away (the thread
-        # ended) or the bus itself was dropped without shutdown().
+        # ended) or the bus itself was dropped without shutdown(). In a forked
+        # child the other threads' values go away too, with their loops still
+        # marked running by a thread that does not exist there: leave those alone.
         if not self.closed:
             self.closed = True
-            _close_loop(self.loop)
+            if not self.loop.is_running():
+                _close_loop(self.loop)
 
 
 @final
@@ -183,17 +193,45 @@ class HandlerLoops:
 
     def _take(self) -> _ThreadLoop | None:
         holder: _ThreadLoop | None = getattr(self._local, "holder", None)
+        if holder is None or holder.closed:
+            fresh = _ThreadLoop()  # made before anything changes (an interrupt here leaves nothing)
+            with self._lock:
+                if self._closed:
+                    fresh.closed = True
+                    fresh.loop.close()
+                    return None
+                self._local.holder = holder = fresh
+                self._holders.add(fresh)
         with self._lock:
             if self._closed:
                 return None
-            if holder is None or holder.closed:
-                holder = _ThreadLoop()
-                self._local.holder = holder
-                self._holders.add(holder)
-            elif holder.running:
+            # `running` alone could be a flag that an interrupt left set (between _take
+            # and run's try); on its own thread, the loop says whether it really runs.
+            if holder.running and holder.loop.is_running():
                 return None  # re-entered on this thread: a loop of its own
             holder.running = True
             return holder
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's loops in a forked child (called on the forking thread, alone).
+
+        A loop of the parent shares its selector and wake-up pipe with the parent,
+        and those of other threads are marked as running by threads that do not
+        exist here: none is reused. The forking thread's idle loop is closed (the
+        child's copies of its descriptors only); one in use right now (a fork from
+        inside an async handler) is left to finish that call, and not reused after.
+        """
+        self._lock = threading.Lock()
+        mine: _ThreadLoop | None = getattr(self._local, "holder", None)
+        for holder in list(self._holders):
+            if holder is not mine:
+                holder.closed = True  # another parent thread's: never touched here
+        if mine is not None and not mine.closed:
+            mine.closed = True
+            if not mine.loop.is_running():
+                mine.loop.close()
+        self._local = threading.local()
+        self._holders = weakref.WeakSet()
 
     def close(self) -> None:
         """Close every loop not in use now; loops in use close when their call returns."""
@@ -209,6 +247,25 @@ class HandlerLoops:
 # ---------------------------------------------------------------------------------------------
 # The asyncio strategy
 # ---------------------------------------------------------------------------------------------
+#
+# Interrupts (issue 10). The loop often runs on the main thread, so a signal handler (Ctrl-C's
+# KeyboardInterrupt) may raise at any "eval-breaker" point of the code that runs on it: when a
+# call returns, at the start of a Python function, at a loop's back edge; never between plain
+# attribute loads and stores, ``+= 1`` on ints, comparisons or subscript stores. Every state
+# change below is therefore written as an *atomic pair*: plain stores (markers, counters)
+# followed directly by ONE C-level call that commits (``deque.append``, ``popleft``...). An
+# interrupt raised after that call returns finds both done; one raised before it finds neither.
+#
+# A lane records what it holds in its `_LaneState` (the event it delivers and how far it got,
+# the subscriber line it holds, a key it is handing on). A lane that an exception kills (an
+# interrupt landing in its code, a KeyboardInterrupt or SystemExit from a handler, ``on_error``
+# or a done-callback, which propagate out of the loop like any callback's) is *retired*: its
+# state is put back (the event resumes at the next handler on another lane, the line and the key
+# are passed on) by `_recover`, which is idempotent and retried until it completes. Asyncio's own
+# scheduling code can lose a callback to such an interrupt (a task's wake-up, our inbox drain),
+# so nothing waits for one without a bound: a watchdog looks every `_WATCH_PERIOD` s while work
+# is pending (drains the inbox, replaces lanes that died or whose wake-up was lost, wakes lanes
+# for queued work, tells waiters), and every waiter looks again at least every `_WAIT_SLICE` s.
 
 _LANE: Final[contextvars.ContextVar[object]] = contextvars.ContextVar("eventbus_lane", default=None)
 """Set, inside a lane task, to the `AsyncioDelivery` it serves."""
@@ -216,27 +273,68 @@ _LANE: Final[contextvars.ContextVar[object]] = contextvars.ContextVar("eventbus_
 _FAIRNESS: Final = 64
 """Handler calls a lane makes in a row before it lets the rest of the loop run."""
 
-_PARTS_LEFT: Final[Any] = object()  # an event whose parked calls are still to run
+_WATCH_PERIOD: Final = 0.05
+"""Seconds between two looks of the watchdog while work is pending."""
+
+_WAIT_SLICE: Final = 0.05
+"""The longest a wait that relies on a wake-up sleeps before it looks again."""
+
+_NO_KEY: Final[Any] = object()  # _LaneState.release when no key is being handed on
 
 
-_Work = tuple["object", "tuple[Subscription, ...]", "Delivery | None", "Hashable | None"]
-"""An accepted event on its way through the lanes: (event, handlers, delivery, ordering key)."""
+class _Gen:
+    """The events accepted between two ``join()`` calls: a join waits for the older ones only.
+
+    Each counter has one writer: ``local`` and ``finished`` the loop, ``remote`` the
+    posting threads under the strategy's lock; a reader sees each grow monotonically.
+    """
+
+    __slots__ = ("finished", "local", "remote", "sealed")
+
+    def __init__(self) -> None:
+        self.local = 0  # accepted on the loop
+        self.remote = 0  # accepted on other threads
+        self.finished = 0  # finished (either kind)
+        self.sealed = False  # a join waits for it: no event is added any more
+
+    def done(self) -> bool:
+        return self.finished >= self.local + self.remote  # read `finished` first: it only grows
+
+
+_Work = tuple[object, "tuple[Subscription, ...]", "Delivery | None", "Hashable | None", _Gen]
+"""An accepted event on its way through the lanes: (event, handlers, delivery, ordering key, generation)."""
 
 
 class _Job:
     """An event with calls parked in subscriber lines: counts its unfinished parts."""
 
-    __slots__ = ("delivery", "event", "handlers", "key", "parked", "pending")
+    __slots__ = ("delivery", "event", "gen", "handlers", "key", "parked", "pending")
 
-    def __init__(
-        self, event: object, handlers: tuple[Subscription, ...], delivery: Delivery | None, key: Hashable | None
-    ) -> None:
-        self.event = event
-        self.handlers = handlers
-        self.delivery = delivery
-        self.key = key
+    def __init__(self, work: _Work) -> None:
+        self.event, self.handlers, self.delivery, self.key, self.gen = work
         self.pending = 1  # the lane's pass over the handlers, plus one per call parked in a subscriber line
         self.parked = 0  # calls waiting in subscriber lines, not yet started
+
+
+class _Keyed:
+    """An accepted event with an ordering key, on the run queue (a lane claims the key first)."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+
+
+class _Resume:
+    """An event to continue from handler *position* (it owns its ordering key already)."""
+
+    __slots__ = ("job", "position", "started", "work")
+
+    def __init__(self, work: _Work, position: int, job: _Job | None, started: bool) -> None:
+        self.work = work
+        self.position = position
+        self.job = job
+        self.started = started  # counted as running (no longer waiting)
 
 
 class _Line:
@@ -250,12 +348,40 @@ class _Line:
 
 
 class _LaneState:
-    """What one lane is doing, for ``unregister()`` from another thread."""
+    """What one lane holds, so that another can take over if it dies (and for ``unregister()``)."""
 
-    __slots__ = ("owner",)
+    __slots__ = (
+        "error",
+        "handoff",
+        "item",
+        "job",
+        "line",
+        "lost",
+        "owner",
+        "parked",
+        "pcall",
+        "position",
+        "release",
+        "started",
+        "suspect",
+        "task",
+    )
 
     def __init__(self) -> None:
-        self.owner: Subscriber | None = None
+        self.owner: Subscriber | None = None  # whose handler runs now (read by forget())
+        self.item: _Work | None = None  # the event being delivered
+        self.position = 0  # its next handler: the ones before have been called (or parked)
+        self.job: _Job | None = None
+        self.started = True  # item counted as running (False only while its key is being claimed)
+        self.line: _Line | None = None  # a subscriber line this lane holds busy
+        self.pcall: tuple[Subscription, _Job, int] | None = None  # a parked call taken from `line`
+        self.error: BaseException | None = None  # what the handler in progress raised
+        self.release: Hashable | None = _NO_KEY  # an ordering key to hand on
+        self.handoff: _Resume | None = None  # the next event of that key, on its way to the run queue
+        self.parked: object = self  # what the lane awaits inside the bus (a future, or a yield marker)
+        self.suspect: object = None  # `parked` as the watchdog saw it last time, when it could go on
+        self.task: asyncio.Task[None] | None = None
+        self.lost = False  # retired: if the task ever runs again, it ends
 
 
 def _set_if_pending(future: asyncio.Future[None]) -> None:
@@ -286,12 +412,31 @@ class AsyncioDelivery:
     - ``post()`` never blocks the loop: on the loop, a full queue raises
       `QueueFullError` at once (``await bus.apost(event)`` waits for room
       instead); from other threads it waits for room like the pools;
+    - ``join()``/``await bus.ajoin()`` wait for the events accepted before the
+      call, not for those posted meanwhile;
     - ``await bus.ashutdown(timeout)`` delivers everything accepted; handler
       calls still running when the timeout is up are cancelled and awaited.
 
     Posts made by the bus's own handlers are never refused for lack of room (they
     may exceed ``max_queued``), since a handler waiting for room would wait for
     the lanes it occupies.
+
+    Interrupts: a `KeyboardInterrupt` or `SystemExit` raised on the loop inside a
+    handler, ``on_error``, a done-callback, or the bus's own code propagates out
+    of the loop (out of ``loop.run_until_complete()``), as any callback's does,
+    after the bus has accounted for it: the handler call counts as failed, the
+    event's other handlers still run, exactly once, when the loop runs again.
+    An interrupt inside ``post()`` leaves the event accepted whole or not at all.
+
+    ``unregister()`` from another thread waits for a handler call of that
+    subscriber in progress only while the loop runs: a call suspended in a loop
+    that has stopped (or closed) cannot progress, so it does not wait for it; the
+    subscriber receives nothing more either way.
+
+    After ``os.fork()`` the child cannot use the parent's loop (asyncio does not
+    support that); in the child, the bus refuses posts with `BusClosedError`
+    saying to create a new bus on a new loop, and ``join()``/``shutdown()``
+    return at once.
 
     Args:
         loop: The loop to deliver on; by default the loop running when the bus is
@@ -301,21 +446,24 @@ class AsyncioDelivery:
     """
 
     __slots__ = (
+        "__weakref__",
         "_abandoned",
         "_cancelling",
         "_closed",
         "_dispatcher",
         "_forgetting",
         "_forgotten",
+        "_forked",
+        "_gen",
         "_idle",
         "_inbox",
         "_inbox_scheduled",
+        "_inbox_since",
         "_join_futures",
         "_joiners",
         "_keyless",
         "_keys",
         "_lane_states",
-        "_lanes",
         "_lines",
         "_lock",
         "_loop",
@@ -326,10 +474,13 @@ class AsyncioDelivery:
         "_room_threads",
         "_running",
         "_runq",
+        "_sealed",
         "_settled",
         "_stopping",
         "_unfinished",
         "_waiting",
+        "_watch_due",
+        "_watch_token",
         "max_queued",
         "workers",
     )
@@ -352,32 +503,40 @@ class AsyncioDelivery:
         self._loop_state: ThreadState | None = None  # the loop thread's counters
         self._keyless: set[type] = set()  # classes whose events never have an ordering key
         self._name = "eventbus"
+        self._closed = False
+        self._forked = False  # this is a forked child's copy: the loop is the parent's
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
         # Shared with other threads, under the lock: the inbox of their posts, and
         # the counts of threads waiting on the conditions.
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # other threads waiting for room
         self._settled = threading.Condition(self._lock)  # other threads in join()/shutdown()
         self._forgotten = threading.Condition(self._lock)  # other threads in unregister()
-        self._inbox: list[_Work] = []  # accepted on other threads, not yet on the loop's side
+        self._inbox: list[_Work | _Keyed] = []  # accepted on other threads, not yet on the loop's side
         self._inbox_scheduled = False
+        self._inbox_since = 0.0  # when the pending drain was scheduled (time.monotonic)
         self._room_threads = 0
         self._joiners = 0
         self._forgetting = 0
-        self._closed = False
+        self._gen = _Gen()  # the generation new events join
+        self._sealed: list[_Gen] = []  # generations some join waits for
         # Written on the loop only (other threads read them; each waiter counts itself
-        # under the lock before it looks, and the loop notifies after it writes, so no
-        # wake-up is lost):
+        # under the lock before it looks, the loop notifies after it writes, and every
+        # wait is bounded, so a lost wake-up costs latency only):
         self._waiting = 0  # events on the loop's side not started (or waiting for a parked call)
         self._running = 0  # events started and not finished
         self._unfinished = 0  # events on the loop's side not finished
-        self._runq: deque[_Work | _Line] = deque()
-        self._keys: dict[Hashable, deque[_Work]] = {}
+        self._runq: deque[_Work | _Keyed | _Resume | _Line] = deque()
+        self._keys: dict[Hashable, deque[_Work]] = {}  # ordering keys in use: the events waiting for each
         self._lines: weakref.WeakSet[_Line] = weakref.WeakSet()
         self._idle: list[asyncio.Future[None]] = []
-        self._lanes: set[asyncio.Task[None]] = set()
         self._lane_states: list[_LaneState] = []
         self._room_futures: deque[asyncio.Future[None]] = deque()
         self._join_futures: list[asyncio.Future[None]] = []
+        self._watch_due = 0.0  # loop time of the next watchdog look (0: not armed)
+        self._watch_token: object = None
         self._stopping = False  # closed and idle: lanes end
         self._cancelling = False  # a shutdown timed out: lanes are being cancelled
         self._abandoned = False
@@ -420,34 +579,45 @@ class AsyncioDelivery:
         loop = self._loop
         if _get_running_loop() is loop:
             if self._closed:
-                raise _closed_error(self._name)
+                raise self._forked_error() if self._forked else _closed_error(self._name)
             if self._waiting >= self.max_queued and _LANE.get() is not self:
                 raise QueueFullError(
                     f"{self.max_queued} events are already waiting; this event was not accepted.\n"
                     "A post on the event loop never waits for room: use `await bus.apost(event)` to wait, "
                     "or raise max_queued."
                 )
-            self._waiting += 1
-            self._unfinished += 1
             state = self._loop_state
             if state is None:
                 assert self._dispatcher is not None, "start() was not called"
                 state = self._loop_state = self._dispatcher.state()
-            state.posted += 1
+            gen = self._gen
             key = None if type(event) in self._keyless else self._key_of(event)
-            if key is None:  # the hot path: _push() written out
-                self._runq.append((event, handlers, delivery, None))
-                if self._idle or len(self._lanes) < self.workers:
-                    self._wake_one()
-            else:
-                self._push((event, handlers, delivery, key))
+            work = (event, handlers, delivery, key, gen)
+            item = work if key is None else _Keyed(work)
+            # The accepted point: counters, then the one call that commits (an interrupt
+            # can land only after it returns, and then finds the event accepted whole).
+            gen.local += 1
+            self._waiting += 1
+            self._unfinished += 1
+            state.posted += 1
+            self._runq.append(item)
+            # If an interrupt skips this wake-up, the watchdog (or the next post) wakes a lane.
+            if self._idle or len(self._lane_states) < self.workers:
+                self._wake_one()
             return
+        self._submit_from_thread(event, handlers, delivery, timeout)
+
+    def _submit_from_thread(
+        self, event: object, handlers: tuple[Subscription, ...], delivery: Delivery | None, timeout: float | None
+    ) -> None:
+        loop = self._loop
         assert loop is not None, "start() was not called"
         assert self._dispatcher is not None, "start() was not called"
-        job = (event, handlers, delivery, None if type(event) in self._keyless else self._key_of(event))
+        state = self._dispatcher.state()
+        key = None if type(event) in self._keyless else self._key_of(event)
         with self._lock:
             if self._closed:
-                raise _closed_error(self._name)
+                raise self._forked_error() if self._forked else _closed_error(self._name)
             if loop.is_closed():
                 raise BusClosedError(
                     f"the event loop of {self._name} is closed, so it can deliver nothing more; "
@@ -456,11 +626,34 @@ class AsyncioDelivery:
                 )
             if self._waiting + len(self._inbox) >= self.max_queued:
                 self._wait_for_room(timeout)
-            self._inbox.append(job)
-            if not self._inbox_scheduled:
-                self._inbox_scheduled = True
+            schedule = not self._inbox_scheduled
+            now = 0.0
+            if not schedule:
+                # A drain is pending; if it has been for long, its callback may have been lost
+                # to an interrupt on the loop's thread: schedule another (a spare one is harmless).
+                now = time.monotonic()
+                schedule = now - self._inbox_since > _WAIT_SLICE
+            if schedule:
+                # Before the accepted point: an interrupt here leaves a spare drain, no event.
                 loop.call_soon_threadsafe(self._drain_inbox)
-        self._dispatcher.state().posted += 1
+                now = now or time.monotonic()
+            gen = self._gen
+            work = (event, handlers, delivery, key, gen)
+            item = work if key is None else _Keyed(work)
+            # The accepted point (under the lock, which the drain takes too).
+            if schedule:
+                self._inbox_scheduled = True
+                self._inbox_since = now
+            gen.remote += 1
+            state.posted += 1
+            self._inbox.append(item)
+
+    def _forked_error(self) -> BusClosedError:
+        return BusClosedError(
+            f"{self._name} delivers on an event loop of the parent process, which cannot run after os.fork(); "
+            "this event was not accepted.\n"
+            "Create a new event loop and a new EventBus in the child."
+        )
 
     def _key_of(self, event: object) -> Hashable | None:
         """The ordering key of *event*; remember classes whose events never have one."""
@@ -474,37 +667,61 @@ class AsyncioDelivery:
         return event.ordering_key
 
     def _wait_for_room(self, timeout: float | None) -> None:
-        # Called on another thread with the lock held.
+        # Called on another thread with the lock held. Bounded waits: the loop's
+        # notify may be lost to an interrupt on its thread.
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._room_threads += 1
         try:
-            wait_for_room(
-                self._room,
-                lambda: self._waiting + len(self._inbox) >= self.max_queued,
-                lambda: self._closed,
-                timeout,
-                self.max_queued,
-            )
+            while self._waiting + len(self._inbox) >= self.max_queued:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFullError(
+                        f"{self.max_queued} events are already waiting and no room came within {timeout} s; "
+                        "this event was not accepted.\n"
+                        "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
+                    )
+                self._room.wait(_WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE))
+                if self._closed:
+                    raise BusClosedError("the bus was shut down while this post waited for room; it was not accepted")
         finally:
             self._room_threads -= 1
 
     def forget(self, subscriber: Subscriber) -> None:
         """Wait, from another thread, until no lane is inside one of *subscriber*'s handlers.
 
-        On the loop it does not wait (that would block the loop): a call already
-        in progress finishes; queued calls are skipped all the same.
+        It waits only while the loop runs: a call suspended in a loop that has
+        stopped or closed cannot progress, so waiting for it could last forever
+        (issue 10). The subscriber is inactive already, so it receives nothing
+        more; a suspended call goes on if the loop runs again. On the loop it does
+        not wait (that would block the loop): a call already in progress finishes.
         """
         if _get_running_loop() is self._loop:
             return
+        if GIL_DISABLED and self._loop_can_run():
+            # Without the GIL, the lane's "owner, then active" and our "inactive, then owner"
+            # need a fence: one round trip through the loop orders them (a lane step that read
+            # the subscriber as active has finished, and stored its owner, before the trip's
+            # callback runs).
+            passed = threading.Event()
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing runs there any more
+                self.loop.call_soon_threadsafe(passed.set)
+                while not passed.wait(_WAIT_SLICE) and self._loop_can_run():
+                    pass
         with self._lock:
             self._forgetting += 1
             try:
                 while any(lane.owner is subscriber for lane in list(self._lane_states)):
-                    self._forgotten.wait()
+                    if not self._loop_can_run():
+                        return
+                    self._forgotten.wait(_WAIT_SLICE)
             finally:
                 self._forgetting -= 1
 
     def join(self, timeout: float | None) -> bool:
-        """Wait, on another thread, until every accepted event has been handled; `False` on timeout.
+        """Wait, on another thread, until the events accepted so far have been handled; `False` on timeout.
+
+        Events posted after the call are not waited for (a producer that keeps
+        posting does not hold ``join`` up).
 
         Raises:
             RuntimeError: Called on the loop, which it would block (use ``await bus.ajoin()``).
@@ -514,18 +731,46 @@ class AsyncioDelivery:
                 "join() was called on the event loop of an asyncio bus; it would block the loop that delivers.\n"
                 "Use `await bus.ajoin()` instead."
             )
-        return self._wait_settled(timeout)
+        gens = self._seal()
+        return self._wait_from_thread(lambda: all(gen.done() for gen in gens), timeout)
 
-    def _wait_settled(self, timeout: float | None) -> bool:
+    def _seal(self) -> list[_Gen]:
+        """Start a new generation; return the ones a join made now waits for."""
+        fresh = _Gen()
         with self._lock:
-            if not self._loop_can_run():
-                return not (self._unfinished or self._inbox)
+            gen = self._gen
+            gen.sealed = True
+            self._gen = fresh
+            self._sealed.append(gen)  # the commit: sealed and listed together
+            self._sealed = [g for g in self._sealed if not g.done() or g is gen]
+            return list(self._sealed)
+
+    def _all_done(self) -> bool:
+        return not (self._unfinished or self._inbox)
+
+    def _wait_from_thread(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
             self._joiners += 1
             try:
-                self._settled.wait_for(lambda: not (self._unfinished or self._inbox) or self._abandoned, timeout)
+                while not done() and not self._abandoned and not self._forked:
+                    if not self._loop_can_run():
+                        break  # nothing will progress until the loop runs again
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    if not self._settled.wait(_WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)):
+                        self._kick()  # no news: make the loop look (a wake-up may have been lost)
             finally:
                 self._joiners -= 1
-            return not (self._unfinished or self._inbox)
+            return done() or self._forked
+
+    def _kick(self) -> None:
+        # From another thread: have the loop repair what an interrupt may have left.
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(self._repair)
 
     def shutdown(self, wait: bool, timeout: float | None) -> bool:
         """Stop intake; on another thread (and if *wait*), wait for the accepted events.
@@ -537,17 +782,43 @@ class AsyncioDelivery:
         self._close_intake()
         loop = self._loop
         assert loop is not None
+        if self._forked:
+            return True
         if not wait or _get_running_loop() is loop:
-            return not (self._unfinished or self._inbox)
-        done = self._wait_settled(timeout)
+            return self._all_done()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self._wait_from_thread(self._all_done, timeout)
         if not done and self._loop_can_run():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._start_force_stop)
+        if done:
+            # And the lanes have ended, so that the caller may stop the loop right after.
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._wait_from_thread(lambda: not self._lane_states, remaining)
         return done
 
     def counts(self) -> tuple[int, int]:
         """Return (events waiting to start, events started and not finished)."""
         return self._waiting + len(self._inbox), self._running
+
+    def after_fork_in_child(self) -> None:
+        """Make the strategy consistent in a forked child (called on the forking thread).
+
+        The loop belongs to the parent: asyncio cannot run it in the child (3.12+
+        even forget which loop was running). So the child's copy drops what the
+        parent accepted, holds no lock or task of the parent's, and refuses posts
+        with `BusClosedError` (create a new loop and bus in the child); ``join``
+        and ``shutdown`` return at once.
+        """
+        for lane in self._lane_states:
+            lane.lost = True
+        for line in list(self._lines):  # subscribers keep their line object: free it
+            line.calls.clear()
+            line.busy = False
+        self._forked = True
+        self._closed = True  # the strategy's intake; the bus's own closed flag is unchanged
+        self._loop_state = None
+        self._fresh_state()
 
     # -- awaitable counterparts (used by EventBus.apost/ajoin/ashutdown) ---------------
 
@@ -560,25 +831,28 @@ class AsyncioDelivery:
         loop = self.loop
         if _get_running_loop() is not loop:
             return await _on_loop(loop, self.wait_for_room(timeout))
-        try:
-            async with asyncio.timeout(timeout):
-                while self._waiting + len(self._inbox) >= self.max_queued and not self._closed:
-                    future = loop.create_future()
-                    self._room_futures.append(future)
-                    try:
-                        await future
-                    except asyncio.CancelledError:
-                        if future.done() and not future.cancelled():
-                            self._wake_room()  # we were woken, but will not use the room: pass it on
-                        raise
-        except TimeoutError:
-            return False
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._waiting + len(self._inbox) >= self.max_queued and not self._closed:
+            remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
+            if remaining <= 0:
+                return False
+            future = loop.create_future()
+            self._room_futures.append(future)
+            try:
+                async with asyncio.timeout(remaining):
+                    await future
+            except TimeoutError:
+                self._repair()
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._wake_room()  # we were woken, but will not use the room: pass it on
+                raise
         if self._closed:
             raise _closed_error(self._name)
         return True
 
     async def ajoin(self, timeout: float | None) -> bool:
-        """Wait until every accepted event has been handled, without blocking the loop.
+        """Wait until the events accepted so far have been handled, without blocking the loop.
 
         Raises:
             RuntimeError: Awaited from one of this bus's handlers, which would wait for itself.
@@ -591,7 +865,9 @@ class AsyncioDelivery:
                 "ajoin() was awaited in a handler running on the same bus; it would wait for itself.\n"
                 "Await the delivery of the events you posted (await bus.publish(event)) instead."
             )
-        return await self._settle(timeout)
+        self._drain_inbox()  # what other threads posted before the call joins this generation
+        gens = self._seal()
+        return await self._wait_on_loop(lambda: all(gen.done() for gen in gens), timeout)
 
     async def ashutdown(self, timeout: float | None) -> bool:
         """Stop intake, deliver everything accepted, and end the lanes; `True` if all was delivered.
@@ -605,28 +881,40 @@ class AsyncioDelivery:
             return await _on_loop(loop, self.ashutdown(timeout))
         self._close_intake()
         if _LANE.get() is self:
-            return not (self._unfinished or self._inbox)  # from a handler: cannot wait for itself
-        if not await self._settle(timeout):
+            return self._all_done()  # from a handler: cannot wait for itself
+        if not await self._wait_on_loop(self._all_done, timeout):
             await self._force_stop()
             return False
-        lanes = list(self._lanes)
-        if lanes:
-            await asyncio.gather(*lanes, return_exceptions=True)
+        self._stop_lanes()
+        while self._lane_states:  # the lanes end once idle; bounded looks, in case one is lost
+            tasks = {lane.task for lane in self._lane_states if lane.task is not None and not lane.task.done()}
+            if tasks:
+                await asyncio.wait(tasks, timeout=_WAIT_SLICE)
+            else:
+                await asyncio.sleep(_WAIT_SLICE)
+            self._repair()
         return True
 
-    async def _settle(self, timeout: float | None) -> bool:
-        if self._inbox:
-            self._drain_inbox()
-        if not self._unfinished:
-            return True
-        future = self.loop.create_future()
-        self._join_futures.append(future)
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            return False
-        return not (self._unfinished or self._inbox)
+    async def _wait_on_loop(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        loop = self.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._inbox:
+                self._drain_inbox()
+            if done():
+                return True
+            if self._abandoned:
+                return done()
+            remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
+            if remaining <= 0:
+                return False
+            future = loop.create_future()
+            self._join_futures.append(future)
+            try:
+                async with asyncio.timeout(remaining):
+                    await future
+            except TimeoutError:
+                self._repair()
 
     # -- intake and the run queue (on the loop) -------------------------------------------
 
@@ -636,42 +924,131 @@ class AsyncioDelivery:
 
     def _drain_inbox(self) -> None:
         with self._lock:
-            jobs, self._inbox = self._inbox, []
+            jobs = self._inbox
+            count = len(jobs)
+            # The commit: the batch moves to the run queue with its counts, in one piece.
+            self._inbox = []
             self._inbox_scheduled = False
-            self._waiting += len(jobs)
-            self._unfinished += len(jobs)
-        for job in jobs:
-            self._push(job)
+            self._waiting += count
+            self._unfinished += count
+            self._runq.extend(jobs)
+        if count:
+            self._wake_lanes(count)
 
-    def _push(self, item: _Work | _Line) -> None:
-        if type(item) is tuple:
-            key = item[3]
-            if key is not None:
-                line = self._keys.get(key)
-                if line is not None:
-                    line.append(item)
-                    return
-                self._keys[key] = deque()
-        self._runq.append(item)
-        self._wake_one()
+    def _wake_lanes(self, count: int) -> None:
+        for _ in range(min(count, self.workers)):
+            if not (self._idle or len(self._lane_states) < self.workers):
+                break
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            future = idle[-1]
+            if not future.done():
+                future.set_result(None)
+                idle.pop()
+                break
+            idle.pop()
+        else:
+            if len(self._lane_states) < self.workers and not (self._stopping or self._cancelling or self._abandoned):
+                self._add_lane()
+        due = self._watch_due
+        if not due or due < self.loop.time() - 1.0:  # not armed, or its callback was lost
+            self._arm()
 
     def _add_lane(self) -> None:
-        state = _LaneState()
-        self._lane_states.append(state)
+        lane = _LaneState()
+        self._lane_states.append(lane)  # counted at once, so that no more than `workers` are made
         # A context of its own: a lane must not carry the contextvars of the post that started it.
-        task = self.loop.create_task(
-            self._lane(state), name=f"{self._name}-lane-{len(self._lane_states)}", context=contextvars.Context()
-        )
-        self._lanes.add(task)
-        task.add_done_callback(self._lane_done)
+        coroutine = self._lane(lane)
+        try:
+            task = self.loop.create_task(
+                coroutine, name=f"{self._name}-lane-{len(self._lane_states)}", context=contextvars.Context()
+            )
+        except BaseException:
+            coroutine.close()  # never started: no "never awaited" warning (the watchdog retires the lane)
+            raise
+        lane.task = task  # (if an interrupt skips this, the lane sets it when it starts)
+        task.add_done_callback(functools.partial(self._lane_done, lane))
+
+    def _arm(self) -> None:
+        token = object()
+        loop = self.loop
+        loop.call_later(_WATCH_PERIOD, self._watch, token)
+        self._watch_token = token
+        self._watch_due = loop.time() + _WATCH_PERIOD
+
+    def _watch(self, token: object) -> None:
+        if token is not self._watch_token:
+            return  # a spare chain (armed twice after an interrupt): let it end
+        self._watch_due = 0.0
+        self._repair()
+
+    def _repair(self) -> None:
+        """Look for what an interrupt may have left undone on the loop, and do it."""
+        if self._forked:
+            return
+        if self._inbox:
+            self._drain_inbox()
+        for lane in list(self._lane_states):
+            task = lane.task
+            if task is not None and task.done():
+                if task.cancelled():
+                    self._retire(lane, None, replace=False)
+                else:
+                    self._retire(lane, task.exception())
+                continue
+            parked = lane.parked
+            if parked is None or (isinstance(parked, asyncio.Future) and not parked.done()):
+                lane.suspect = None
+            elif lane.suspect is parked:  # could go on since the last look, and has not
+                self._lose(lane)
+            else:
+                lane.suspect = parked
+        if self._runq:
+            self._wake_lanes(len(self._runq))
+        if self._all_done() and self._closed:
+            self._stop_lanes()
+        self._progress()
+        # Keep looking while work is pending or a lane is not idle (it may be lost).
+        if self._unfinished or self._inbox or len(self._idle) < len(self._lane_states):
+            due = self._watch_due
+            if not due or due < self.loop.time() - 1.0:
+                self._arm()
+
+    def _lose(self, lane: _LaneState) -> None:
+        # The lane's wake-up was lost (asyncio dropped a callback to an interrupt): it
+        # will never run again. Take it off the books; a new lane takes its place.
+        lane.lost = True
+        task = lane.task
+        if task is not None:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # it never ends, by no fault of its own
+        # Hold it no more: unreferenced, it is freed and leaves asyncio.all_tasks(), so that
+        # asyncio.run()'s final cancel-and-gather does not wait for a task that cannot run.
+        lane.task = None
+        self._retire(lane, None)
+
+    def _progress(self) -> None:
+        # Something finished: let every waiter look again at what it waits for.
+        if self._joiners:
+            with self._lock:
+                self._settled.notify_all()
+        futures = self._join_futures
+        if futures:
+            self._join_futures = []
+            for future in futures:
+                _set_if_pending(future)
 
     def _wake_room(self) -> None:
         futures = self._room_futures
         while futures:
-            future = futures.popleft()
+            future = futures[0]
             if not future.done():
                 future.set_result(None)
+                futures.popleft()
                 return
+            futures.popleft()
 
     def _room_made(self) -> None:
         # Fewer events wait now: wake one thread or coroutine waiting for room.
@@ -688,7 +1065,7 @@ class AsyncioDelivery:
             self._closed = True
             self._room.notify_all()
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None or loop.is_closed() or self._forked:
             return
         if _get_running_loop() is loop:
             self._after_close()
@@ -700,105 +1077,259 @@ class AsyncioDelivery:
         for future in self._room_futures:
             _set_if_pending(future)
         self._room_futures.clear()
-        if not (self._unfinished or self._inbox):
+        if self._all_done():
             self._stop_lanes()
+        else:
+            self._wake_one()  # arms the watchdog, which ends the lanes once all is delivered
 
     def _stop_lanes(self) -> None:
         self._stopping = True
-        for future in self._idle:
-            _set_if_pending(future)
-        self._idle.clear()
+        idle = self._idle
+        while idle:
+            _set_if_pending(idle[-1])
+            idle.pop()
 
     # -- the lanes -------------------------------------------------------------------------
 
     async def _lane(self, me: _LaneState) -> None:
+        if me.lost:
+            return  # retired before it started (its start looked lost)
+        me.parked = None
+        me.task = asyncio.current_task()
         _LANE.set(self)
         dispatcher = self._dispatcher
         assert dispatcher is not None
         state = dispatcher.state()
-        call = dispatcher.call
         runq = self._runq
+        loop = self.loop
         streak = 0
         while not self._cancelling:
             if not runq:
                 if self._stopping:
+                    with contextlib.suppress(ValueError):  # retired already
+                        self._lane_states.remove(me)
                     return
                 streak = 0
-                future = self.loop.create_future()
+                future = loop.create_future()
+                me.parked = future
                 self._idle.append(future)
                 await future
+                me.parked = None
+                if me.lost:
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
                 continue
-            item = runq.popleft()
-            if type(item) is not tuple:
-                assert isinstance(item, _Line)
+            # Take the next item: record it in `me`, then the one call that commits.
+            # (me.job is None and me.started True between events: both are reset
+            # where they change, so the hot path does not store them.)
+            item = runq[0]
+            if type(item) is tuple:  # the hot path: an event without an ordering key
+                work = item
+                start = 0
+                job = None
+                me.item = work
+                me.position = 0
+                self._waiting -= 1
+                self._running += 1
+                runq.popleft()
+            elif type(item) is _Keyed:
+                work = item.work
+                start = 0
+                job = None
+                me.item = work
+                me.position = 0
+                me.started = False
+                runq.popleft()
+                if not self._claim(me, work):
+                    continue  # it waits behind the running event of its key
+            elif type(item) is _Resume:
+                started = item.started
+                work = item.work
+                start = item.position
+                job = item.job
+                me.item = work
+                me.position = start
+                me.job = job
+                if not started:
+                    self._waiting -= 1
+                    self._running += 1
+                runq.popleft()
+            else:
+                assert type(item) is _Line
+                me.line = item  # it stays busy: this lane drains it
+                runq.popleft()
                 await self._run_line(item, me, state)
+                if me.lost:
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
                 continue
-            # One event: its handlers in order. This is the hot path, written out
-            # in one piece (no coroutine per event or per call but the handler's).
-            self._waiting -= 1
-            self._running += 1
             if self._room_threads or self._room_futures:
                 self._room_made()
-            event, handlers, delivery, key = item
-            job: _Job | None = None  # made when a call is parked
-            position = 0
-            try:
-                for position, sub in enumerate(handlers):
-                    line: _Line | None = None
-                    if not sub.binding.thread_safe:
-                        line = cast("_Line | None", sub.owner.lane)
-                        if line is None:
-                            line = self._new_line(sub.owner)
-                        if line.busy:
-                            if job is None:
-                                job = _Job(event, handlers, delivery, key)
-                            self._park(line, sub, job, position)
-                            continue
-                        line.busy = True
-                    # Say which subscriber this lane is in *before* the active check, so that
-                    # unregister() on another thread either sees us here or we see it inactive.
-                    me.owner = sub.owner
-                    if not sub.binding.is_async:
-                        call(sub, event, delivery, position, state, reraise=False)
+            # One event: its handlers in order, from `start`. This is the hot path, written
+            # out in one piece (no coroutine per event or per call but the handler's).
+            event, handlers, delivery, key, gen = work
+            for position, sub in enumerate(handlers if not start else handlers[start:], start):
+                line: _Line | None = None
+                if not sub.binding.thread_safe:
+                    line = cast("_Line | None", sub.owner.lane)
+                    if line is None:
+                        line = self._new_line(sub.owner)
+                    if line.busy:
+                        if job is None:
+                            job = me.job = _Job(work)
+                        parked = (sub, job, position)
+                        job.pending += 1
+                        job.parked += 1
+                        if job.parked == 1:  # the event waits again, now for its parked call(s)
+                            self._waiting += 1
+                        me.position = position + 1
+                        line.calls.append(parked)  # the commit
+                        continue
+                    line.busy = True
+                    me.line = line
+                # Say which subscriber this lane is in *before* the active check, so that
+                # unregister() on another thread either sees us here or we see it inactive.
+                me.owner = sub.owner
+                me.position = position + 1  # claimed: from here on the call counts as made
+                if not sub.plain:
+                    await self._call_filtered(me, sub, event, delivery, position, state)
+                elif not sub.binding.is_async:
+                    try:
+                        value = sub.func(sub.target, event)
+                    except BaseException as exc:
+                        me.error = exc
+                        self._failed(exc, sub, event, delivery, position, state)
+                        me.error = None
                     else:
-                        coroutine = sub.target.__wrapped__  # Subscription.coroutine, inlined
-                        if sub.plain and delivery is None:
-                            try:
-                                await coroutine(event)
-                            except BaseException as exc:
-                                self._failed(exc, sub, event, None, position, state)
-                            else:
-                                state.delivered += 1
-                        else:
-                            await self._call_async(sub, coroutine, event, delivery, position, state)
-                    me.owner = None
-                    if self._forgetting:
-                        self._notify_forgotten()
-                    if line is not None:
-                        if line.calls:
-                            self._push(line)  # stays busy: the lane that takes it drains it
-                        else:
-                            line.busy = False
-            except asyncio.CancelledError:
-                if delivery is not None:  # the handler being awaited settled; the later ones will not run
-                    for skipped in range(position + 1, len(handlers)):
-                        delivery._settle(skipped, error=self._not_run(handlers[skipped]))
-                raise
-            if job is not None:
-                job.pending -= 1
-                if job.pending:
-                    key = _PARTS_LEFT  # its parked calls finish it
-            if key is None:  # the hot path: _finish() written out
+                        state.delivered += 1
+                        if delivery is not None:
+                            self._settle(delivery, position, value)
+                else:
+                    try:
+                        value = await sub.target.__wrapped__(event)  # Subscription.coroutine, inlined
+                    except BaseException as exc:
+                        me.error = exc
+                        self._failed(exc, sub, event, delivery, position, state)
+                        me.error = None
+                    else:
+                        state.delivered += 1
+                        if delivery is not None:
+                            self._settle(delivery, position, value)
+                me.owner = None
+                if self._forgetting:
+                    self._notify_forgotten()
+                if line is not None:
+                    me.line = None
+                    if line.calls:
+                        runq.append(line)  # stays busy: the lane that takes it drains it
+                        if self._idle or len(self._lane_states) < self.workers:
+                            self._wake_one()
+                    else:
+                        line.busy = False
+            # The event has reached every handler (or parked its calls): finish it, in one piece.
+            if job is None:
+                me.item = None
                 self._running -= 1
                 self._unfinished -= 1
+                gen.finished += 1
+                if key is not None:
+                    me.release = key
+                    self._release(me)
                 if not self._unfinished:
                     self._settled_now()
-            elif key is not _PARTS_LEFT:
-                self._finish(key)
+                elif gen.sealed and gen.done():
+                    self._progress()
+            else:
+                self._finish_pass(me, job)
             streak += 1
             if streak >= _FAIRNESS:
                 streak = 0
+                me.parked = object()  # a yield: the watchdog sees if its wake-up is lost
                 await asyncio.sleep(0)
+                me.parked = None
+                if me.lost:
+                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
+
+    def _finish_pass(self, me: _LaneState, job: _Job) -> None:
+        # The lane's pass over an event with parked calls is done: count it off, in one piece.
+        if job.pending == 1:  # its parked calls are done too: the event is finished
+            me.item = None
+            me.job = None
+            job.pending = 0
+            self._running -= 1
+            self._unfinished -= 1
+            job.gen.finished += 1
+            if job.key is not None:
+                me.release = job.key
+        else:
+            me.item = None
+            me.job = None
+            job.pending -= 1  # its parked calls finish it
+            return
+        if me.release is not _NO_KEY:
+            self._release(me)
+        if not self._unfinished:
+            self._settled_now()
+        elif job.gen.sealed and job.gen.done():
+            self._progress()
+
+    async def _call_filtered(
+        self,
+        me: _LaneState,
+        sub: Subscription,
+        event: object,
+        delivery: Delivery | None,
+        position: int,
+        state: ThreadState,
+    ) -> None:
+        # A handler that is filtered (when=) or was unregistered: Dispatcher.call's policy.
+        try:
+            if sub.active and ((when := sub.binding.when) is None or when(event)):
+                coroutine = sub.coroutine
+                value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
+            else:
+                value = SKIPPED
+        except BaseException as exc:
+            me.error = exc
+            self._failed(exc, sub, event, delivery, position, state)
+            me.error = None
+            return
+        if value is not SKIPPED:
+            state.delivered += 1
+        if delivery is not None:
+            self._settle(delivery, position, value)
+
+    def _claim(self, me: _LaneState, work: _Work) -> bool:
+        """Make *work* (in ``me.item``) the running event of its key, or put it in the key's line."""
+        key = work[3]
+        waiting = self._keys.get(key)
+        if waiting is not None:
+            me.item = None
+            me.started = True  # (the lane's resting value)
+            waiting.append(work)  # the commit: it waits for the events of its key before it
+            return False
+        fresh: deque[_Work] = deque()
+        me.started = True
+        self._waiting -= 1
+        self._running += 1
+        self._keys[key] = fresh  # the commit (a subscript store: no interrupt between these)
+        return True
+
+    def _release(self, me: _LaneState) -> None:
+        """Hand the key in ``me.release`` to its next event, or free it."""
+        key = me.release
+        waiting = self._keys.get(key)
+        if waiting:
+            resume = _Resume(waiting[0], 0, None, started=False)
+            me.handoff = resume
+            me.release = _NO_KEY
+            waiting.popleft()  # the commit: the next event is in me.handoff
+            me.handoff = None
+            self._runq.append(resume)  # the commit
+            if self._idle or len(self._lane_states) < self.workers:
+                self._wake_one()
+        else:
+            me.release = _NO_KEY
+            if waiting is not None:
+                del self._keys[key]
 
     def _new_line(self, owner: Subscriber) -> _Line:
         line = _Line()
@@ -806,63 +1337,71 @@ class AsyncioDelivery:
         self._lines.add(line)
         return line
 
-    def _park(self, line: _Line, sub: Subscription, job: _Job, position: int) -> None:
-        line.calls.append((sub, job, position))
-        job.pending += 1
-        job.parked += 1
-        if job.parked == 1:  # the event waits again, now for its parked call(s)
-            self._waiting += 1
-
     async def _run_line(self, line: _Line, me: _LaneState, state: ThreadState) -> None:
+        # me.line is *line*, which stays busy while this lane drains it.
         streak = 0
         while line.calls:
-            sub, job, position = line.calls.popleft()
+            parked = line.calls[0]
+            sub, job, position = parked
+            me.pcall = parked
             job.parked -= 1
             if not job.parked:
                 self._waiting -= 1
-                if self._room_threads or self._room_futures:
-                    self._room_made()
+            line.calls.popleft()  # the commit: the call is in me.pcall
+            if self._room_threads or self._room_futures:
+                self._room_made()
+            event, delivery = job.event, job.delivery
             me.owner = sub.owner
-            coroutine = sub.coroutine
-            if coroutine is None:
-                assert self._dispatcher is not None
-                self._dispatcher.call(sub, job.event, job.delivery, position, state, reraise=False)
+            try:
+                if sub.active and ((when := sub.binding.when) is None or when(event)):
+                    coroutine = sub.coroutine
+                    value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
+                else:
+                    value = SKIPPED
+            except BaseException as exc:
+                me.error = exc
+                self._failed(exc, sub, event, delivery, position, state)
+                me.error = None
             else:
-                await self._call_async(sub, coroutine, job.event, job.delivery, position, state)
+                if value is not SKIPPED:
+                    state.delivered += 1
+                if delivery is not None:
+                    self._settle(delivery, position, value)
             me.owner = None
             if self._forgetting:
                 self._notify_forgotten()
-            job.pending -= 1
-            if not job.pending:
-                self._finish(job.key)
+            self._finish_call(me, job)
             streak += 1
             if streak >= _FAIRNESS and line.calls:
                 streak = 0
+                me.parked = object()
                 await asyncio.sleep(0)
+                me.parked = None
+                if me.lost:
+                    return  # retired meanwhile: the line went back to the run queue
+        me.line = None
         line.busy = False
 
-    async def _call_async(
-        self,
-        sub: Subscription,
-        coroutine: Callable[[Any], Awaitable[object]],
-        event: object,
-        delivery: Delivery | None,
-        position: int,
-        state: ThreadState,
-    ) -> None:
-        # Dispatcher.call's error policy, for a handler that is awaited.
-        try:
-            if not sub.active or (sub.when is not None and not sub.when(event)):
-                if delivery is not None:
-                    delivery._settle(position)
-                return
-            value = await coroutine(event)
-        except BaseException as exc:
-            self._failed(exc, sub, event, delivery, position, state)
+    def _finish_call(self, me: _LaneState, job: _Job) -> None:
+        # A parked call (me.pcall) is done: count it off its event, in one piece.
+        if job.pending == 1:
+            me.pcall = None
+            job.pending = 0
+            self._running -= 1
+            self._unfinished -= 1
+            job.gen.finished += 1
+            if job.key is not None:
+                me.release = job.key
+        else:
+            me.pcall = None
+            job.pending -= 1
             return
-        state.delivered += 1
-        if delivery is not None:
-            delivery._settle(position, value)
+        if me.release is not _NO_KEY:
+            self._release(me)
+        if not self._unfinished:
+            self._settled_now()
+        elif job.gen.sealed and job.gen.done():
+            self._progress()
 
     def _failed(
         self,
@@ -873,61 +1412,61 @@ class AsyncioDelivery:
         position: int,
         state: ThreadState,
     ) -> None:
+        # Dispatcher.call's error policy, for a handler called by a lane. me.error holds *exc*
+        # until the call is accounted for, so that a lane retired half way settles it.
         state.failed += 1
         assert self._dispatcher is not None
-        self._dispatcher.report(exc, sub, event)
+        hook_exc: BaseException | None = None
+        try:
+            self._dispatcher.report(exc, sub, event, reraise=True)
+        except BaseException as raised:  # on_error's KeyboardInterrupt/SystemExit: after the bookkeeping
+            hook_exc = raised
         if delivery is not None:
             exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
-            delivery._settle(position, error=exc)
+            self._settle(delivery, position, error=exc)
         if isinstance(exc, asyncio.CancelledError):
             task = asyncio.current_task()
             if self._cancelling or (task is not None and task.cancelling()):
                 raise exc  # the lane itself is being cancelled (shutdown timeout, loop teardown)
+        elif not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: out of the loop, as any callback's
+        if hook_exc is not None:
+            raise hook_exc
+
+    def _settle(self, delivery: Delivery, index: int, value: Any = SKIPPED, error: BaseException | None = None) -> None:
+        """Settle *delivery*'s handler *index*; its done-callbacks are user code.
+
+        `Delivery._settle` does all its bookkeeping, runs every callback, and then
+        re-raises a callback's non-`Exception`: a KeyboardInterrupt or SystemExit goes
+        on out of the loop (the lane is retired and replaced, nothing is lost); a
+        CancelledError that is not the lane's own cancellation is logged, since a
+        callback cannot cancel the lane that happens to run it.
+        """
+        try:
+            delivery._settle(index, value, error)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelling or (task is not None and task.cancelling()):
+                raise
+            logger.exception("%s: a done-callback of %r raised CancelledError", self._name, delivery)
 
     def _notify_forgotten(self) -> None:
         with self._lock:
             self._forgotten.notify_all()
 
-    def _finish(self, key: Hashable | None) -> None:
-        # An event (with ordering key *key*) has reached every handler.
-        self._running -= 1
-        self._unfinished -= 1
-        if key is not None:
-            line = self._keys[key]
-            if line:
-                self._runq.append(line.popleft())
-                if self._idle or len(self._lanes) < self.workers:
-                    self._wake_one()
-            else:
-                del self._keys[key]
-        if not self._unfinished:
-            self._settled_now()
-
     def _settled_now(self) -> None:
         # Every accepted event has been handled.
-        if self._inbox:
-            return  # more are on their way from other threads
-        if self._joiners:
-            with self._lock:
-                self._settled.notify_all()
-        for future in self._join_futures:
-            _set_if_pending(future)
-        self._join_futures.clear()
-        if self._closed:
+        self._progress()
+        if self._closed and not self._inbox:
             self._stop_lanes()
 
-    def _wake_one(self) -> None:
-        idle = self._idle
-        while idle:
-            future = idle.pop()
-            if not future.done():
-                future.set_result(None)
-                return
-        if len(self._lanes) < self.workers and not self._stopping and not self._cancelling:
-            self._add_lane()
+    # -- lanes that end, die or get lost ---------------------------------------------------
 
-    def _lane_done(self, task: asyncio.Task[None]) -> None:
-        self._lanes.discard(task)
+    def _lane_done(self, me: _LaneState, task: asyncio.Task[None]) -> None:
+        if self._stopping and not self._lane_states:
+            self._progress()  # the last lane has ended: shutdown() may return
+        if me.lost:
+            return
         if task.cancelled():
             if not self._cancelling and self._unfinished and not self._abandoned:
                 self._abandoned = True  # say it once, not once per lane
@@ -937,10 +1476,80 @@ class AsyncioDelivery:
                     self._name,
                     self._unfinished,
                 )
+            self._retire(me, None, replace=False)  # the loop is ending its tasks: start none
             return
-        exc = task.exception()
-        if exc is not None:  # pragma: no cover - a bug in eventbus itself
-            logger.critical("%s: a delivery task hit an internal error", self._name, exc_info=exc)
+        exc = task.exception()  # retrieved: what killed it went out of the loop already
+        self._retire(me, exc)
+
+    def _retire(self, me: _LaneState, exc: BaseException | None, *, replace: bool = True) -> None:
+        """Put back what lane *me* held and take it off the books; idempotent."""
+        again: BaseException | None = None
+        while True:
+            try:
+                self._recover(me, exc)
+                break
+            except BaseException as raised:  # a second interrupt: the recovery is idempotent, go on
+                again = again or raised
+        with contextlib.suppress(ValueError):  # retired already
+            self._lane_states.remove(me)
+        if me.parked in self._idle:
+            self._idle.remove(me.parked)
+        if replace and self._runq and not self._cancelling:
+            self._wake_lanes(len(self._runq))
+        if again is not None:
+            raise again
+
+    def _recover(self, me: _LaneState, exc: BaseException | None) -> None:
+        # Each step clears its marker and commits in one piece, so a rerun skips what is done.
+        me.owner = None
+        runq = self._runq
+        handoff = me.handoff
+        if handoff is not None:
+            me.handoff = None
+            runq.append(handoff)
+        if me.release is not _NO_KEY:
+            self._release(me)
+        pcall = me.pcall
+        if pcall is not None:
+            sub, job, position = pcall
+            delivery = job.delivery
+            if delivery is not None:  # idempotent: nothing changes if the call settled it already
+                self._settle(delivery, position, error=me.error or self._interrupted(sub, exc))
+            me.error = None
+            self._finish_call(me, job)
+        line = me.line
+        if line is not None:
+            me.line = None
+            if line.calls:
+                runq.append(line)
+            else:
+                line.busy = False
+        work = me.item
+        if work is not None:
+            if me.started:
+                handle = work[2]
+                position = me.position
+                lane_job = me.job
+                if handle is not None and position > 0:
+                    # Handler position-1 was claimed: settled, unless the lane died before it
+                    # could (Delivery._settle is idempotent per handler, so this is safe).
+                    claimed = work[1][position - 1]
+                    self._settle(handle, position - 1, error=me.error or self._interrupted(claimed, exc))
+                me.error = None
+                resume = _Resume(work, position, lane_job, started=True)
+                me.item = None
+                me.job = None
+                runq.appendleft(resume)  # the commit
+            else:
+                keyed = _Keyed(work)
+                me.item = None
+                me.job = None
+                me.started = True
+                runq.appendleft(keyed)  # not started (its key not claimed): as it was
+        me.error = None
+
+    def _interrupted(self, sub: Subscription, exc: BaseException | None) -> BaseException:
+        return RuntimeError(f"the delivery to handler {sub.name} on {self._name} was interrupted by {exc!r}")
 
     # -- shutdown after a timeout ------------------------------------------------------------
 
@@ -949,11 +1558,14 @@ class AsyncioDelivery:
 
     async def _force_stop(self) -> None:
         self._cancelling = True
-        lanes = list(self._lanes)
-        for task in lanes:
+        lanes = list(self._lane_states)
+        tasks = [lane.task for lane in lanes if lane.task is not None]
+        for task in tasks:
             task.cancel()
-        if lanes:
-            await asyncio.gather(*lanes, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for lane in lanes:
+            self._retire(lane, None)
         self._abandon()
 
     def _not_run(self, sub: Subscription) -> BusClosedError:
@@ -962,30 +1574,36 @@ class AsyncioDelivery:
     def _abandon(self) -> None:
         """Settle what will never run after a shutdown timeout, and say so."""
         with self._lock:
-            jobs: list[_Work] = list(self._inbox)
+            jobs: list[tuple[_Work, int]] = [
+                (item.work if isinstance(item, _Keyed) else item, 0) for item in self._inbox
+            ]
             self._inbox.clear()
             self._abandoned = True
             self._settled.notify_all()
-        jobs.extend(item for item in self._runq if type(item) is tuple)
+        for item in self._runq:
+            if type(item) is tuple:
+                jobs.append((item, 0))
+            elif type(item) is _Keyed:
+                jobs.append((item.work, 0))
+            elif type(item) is _Resume:
+                jobs.append((item.work, item.position))
         self._runq.clear()
         for waiting in self._keys.values():
-            jobs.extend(waiting)
+            jobs.extend((work, 0) for work in waiting)
         self._keys.clear()
         calls = 0
-        for _event, handlers, delivery, _key in jobs:
+        for (_event, handlers, delivery, _key, _gen), start in jobs:
             if delivery is not None:
-                for index, sub in enumerate(handlers):
-                    delivery._settle(index, error=self._not_run(sub))
+                for index in range(start, len(handlers)):
+                    self._settle(delivery, index, error=self._not_run(handlers[index]))
         for line in list(self._lines):
             for sub, job, position in line.calls:
                 calls += 1
                 if job.delivery is not None:
-                    job.delivery._settle(position, error=self._not_run(sub))
+                    self._settle(job.delivery, position, error=self._not_run(sub))
             line.calls.clear()
             line.busy = False
-        for future in self._join_futures:
-            _set_if_pending(future)
-        self._join_futures.clear()
+        self._progress()
         if jobs or calls or self._unfinished:
             logger.error(
                 "%s: shut down before everything was delivered: %d event(s) not started, "
@@ -1034,18 +1652,18 @@ async def _in_thread(function: Callable[[], _T], name: str) -> _T:
     """Run a blocking *function* on a daemon thread and await its result.
 
     If the awaiting task is cancelled, the thread still finishes (its result is
-    dropped); being a daemon, it never holds up the interpreter's exit.
+    dropped); being a daemon, it never holds up the interpreter's exit. The
+    thread leaves its outcome in a box before it wakes the loop, and the wait
+    looks at the box at least every `_WAIT_SLICE` s, so a wake-up lost to an
+    interrupt on the loop's thread costs latency, never a hang.
     """
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
+    box: list[tuple[_T | None, BaseException | None]] = []
+    waiters: list[asyncio.Future[None]] = []
 
-    def resolve(result: _T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(cast("_T", result))
+    def wake() -> None:
+        for waiter in waiters:
+            _set_if_pending(waiter)
 
     def target() -> None:
         result: _T | None = None
@@ -1054,11 +1672,25 @@ async def _in_thread(function: Callable[[], _T], name: str) -> _T:
             result = function()
         except BaseException as exc:
             error = exc
+        box.append((result, error))
         with contextlib.suppress(RuntimeError):  # the awaiting loop is gone
-            loop.call_soon_threadsafe(resolve, result, error)
+            loop.call_soon_threadsafe(wake)
 
     threading.Thread(target=target, name=name, daemon=True).start()
-    return await future
+    while not box:
+        waiter = loop.create_future()
+        waiters.append(waiter)
+        try:
+            async with asyncio.timeout(_WAIT_SLICE):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            waiters.remove(waiter)
+    result, error = box[0]
+    if error is not None:
+        raise error
+    return cast("_T", result)
 
 
 async def ajoin(strategy: object, join: Callable[[float | None], bool], timeout: float | None, name: str) -> bool:

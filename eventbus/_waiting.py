@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, Self, TypeVar, final
 
 from ._decorators import subscribe
 from ._errors import BusClosedError
@@ -37,6 +37,9 @@ __all__ = ["EventStream", "Watchers", "wait_for"]
 _E = TypeVar("_E")
 
 _get_running_loop = asyncio._get_running_loop
+
+_WAIT_SLICE: Final = 0.05
+"""The longest a wait sleeps before it looks again (a wake-up may be lost to an interrupt)."""
 
 
 class _Watcher(Protocol):
@@ -123,30 +126,36 @@ async def wait_for(
 ) -> Any:
     """Return the next event that matches *key* and *where*; see `EventBus.wait_for`."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
+    # The outcome goes into `box` first (on whatever thread), then the loop is woken;
+    # the wait looks at the box at least every _WAIT_SLICE s, so a wake-up lost to an
+    # interrupt on the loop's thread costs latency, never a hang.
+    box: list[tuple[object, BaseException | None]] = []
+    waiters: list[asyncio.Future[None]] = []
+
+    def wake() -> None:
+        for waiter in waiters:
+            _set_if_pending(waiter)
 
     def settle(event: object, error: BaseException | None) -> None:
-        if future.done():
+        if box:
             return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(event)
+        box.append((event, error))
+        _hand_over(loop, wake)
 
     def on_event(event: Any) -> None:
-        if future.done():
+        if box:
             return
         if where is not None:
             try:
                 if not where(event):
                     return
             except Exception as exc:  # the waiter's predicate: its error is the waiter's
-                _hand_over(loop, settle, None, exc)
+                settle(None, exc)
                 return
-        _hand_over(loop, settle, event, None)
+        settle(event, None)
 
     def closed() -> None:
-        _hand_over(loop, settle, None, BusClosedError(f"{bus.name} was shut down while wait_for() waited"))
+        settle(None, BusClosedError(f"{bus.name} was shut down while wait_for() waited"))
 
     handler = _temporary_handler(key, on_event, f"wait_for({_describe(key)})")
     waiter = _Waiter(closed)
@@ -154,16 +163,28 @@ async def wait_for(
     try:
         bus.register(handler)
         try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise  # the predicate's own TimeoutError
-            raise TimeoutError(f"no {_describe(key)} event arrived within {timeout} s") from None
+            deadline = None if timeout is None else loop.time() + timeout
+            while not box:
+                remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
+                if remaining <= 0:
+                    raise TimeoutError(f"no {_describe(key)} event arrived within {timeout} s")
+                future = loop.create_future()
+                waiters.append(future)
+                try:
+                    async with asyncio.timeout(remaining):
+                        await future
+                except TimeoutError:
+                    pass
+                finally:
+                    waiters.remove(future)
         finally:
             bus.unregister(handler)
     finally:
         watchers.discard(waiter)
+    event, error = box[0]
+    if error is not None:
+        raise error
+    return event
 
 
 @final
@@ -275,7 +296,11 @@ class EventStream(Generic[_E]):
                     raise RuntimeError("iterate a stream inside its block: `async with bus.stream(key) as events:`")
                 waiter = self._waiter = self._loop.create_future()
             try:
-                await waiter
+                # Bounded: a wake-up lost to an interrupt on the loop's thread costs latency only.
+                async with asyncio.timeout(_WAIT_SLICE):
+                    await waiter
+            except TimeoutError:
+                pass
             finally:
                 with self._lock:
                     if self._waiter is waiter:
