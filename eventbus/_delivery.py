@@ -15,6 +15,7 @@ SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
 _PENDING: Final[Any] = object()  # a handler whose outcome is not known yet
 _FAILED: Final[Any] = object()  # a handler that raised (its exception is in _errors)
+_RECHECK: Final = 0.05  # seconds between two looks of an awaiting coroutine
 _logger: Final = logging.getLogger("eventbus")
 
 
@@ -156,15 +157,24 @@ class Delivery:
     def __await__(self) -> Generator[Any, None, list[Any]]:
         if not self._done:
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
+            waiting: list[asyncio.Future[None]] = [loop.create_future()]
 
             def wake(_: Delivery) -> None:
                 # The awaiting coroutine may have given up and its loop closed since.
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_set_if_pending, future)
+                    loop.call_soon_threadsafe(_set_if_pending, waiting[0])
 
             self.add_done_callback(wake)
-            yield from future.__await__()
+            while not self._done:
+                # Look again every _RECHECK seconds: a wake-up lost to an interrupt
+                # (Ctrl-C inside the loop's own code) costs latency, never a hang.
+                timer = loop.call_later(_RECHECK, _set_if_pending, waiting[0])
+                try:
+                    yield from waiting[0].__await__()
+                finally:
+                    timer.cancel()
+                if not self._done:
+                    waiting[0] = loop.create_future()
         return self.result(0)
 
     def __repr__(self) -> str:
