@@ -8,10 +8,10 @@ import os
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final, overload
 
 from . import _asyncio, _waiting
-from ._asyncio import AsyncioDelivery, HandlerLoops
+from ._asyncio import AsyncioDelivery
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
@@ -19,6 +19,9 @@ from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
 from ._strategies import DeliveryStrategy, SyncDelivery, is_strategy
 from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
+
+if TYPE_CHECKING:
+    from ._loops import HandlerLoops
 
 __all__ = ["EventBus"]
 

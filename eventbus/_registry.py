@@ -22,8 +22,8 @@ import typing
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Final, final
 
-from ._asyncio import HandlerLoops
 from ._events import Event, Message
+from ._loops import HandlerLoops
 from ._scan import Binding, FoundHandler, call_target, identity, instance_plans, plan_of
 
 __all__ = ["Binding", "Registry", "Subscriber", "Subscription"]

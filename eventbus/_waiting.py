@@ -24,15 +24,30 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, Self, TypeVar, final
+from typing import Any, Final, Generic, Protocol, Self, TypeVar, final
 
 from ._decorators import subscribe
 from ._errors import BusClosedError
 
-if TYPE_CHECKING:
-    from ._bus import EventBus
+__all__ = ["EventStream", "Subscribable", "Watchers", "wait_for"]
 
-__all__ = ["EventStream", "Watchers", "wait_for"]
+
+class Subscribable(Protocol):
+    """What waiting needs of a bus: its name, and registering a temporary handler."""
+
+    @property
+    def name(self) -> str:
+        """The bus's name, for messages."""
+        ...
+
+    def register(self, subscriber: object) -> None:
+        """Register *subscriber*."""
+        ...
+
+    def unregister(self, subscriber: object) -> bool:
+        """Unregister *subscriber*."""
+        ...
+
 
 _E = TypeVar("_E")
 
@@ -118,7 +133,7 @@ class _Waiter:
 
 
 async def wait_for(
-    bus: EventBus,
+    bus: Subscribable,
     watchers: Watchers,
     key: type | str,
     where: Callable[[Any], object] | None,
@@ -220,7 +235,7 @@ class EventStream(Generic[_E]):
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: Subscribable,
         watchers: Watchers,
         key: type | str,
         maxsize: int,

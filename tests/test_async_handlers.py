@@ -438,7 +438,7 @@ def test_coroutines_are_closed_when_a_handler_loop_cannot_take_them(
     no_unawaited_coroutines: list[warnings.WarningMessage],
 ) -> None:
     """The blocking wrapper closes a coroutine whose loop refused it, so it is never left un-awaited."""
-    from eventbus._asyncio import _run_nested
+    from eventbus._loops import _run_nested
 
     async def handler() -> None:  # pragma: no cover - never runs
         raise AssertionError("must not run")
