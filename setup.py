@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent
 def compiled_modules() -> list[str]:
     """The source files that mypyc compiles, from ``pyproject.toml``."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    return [f"eventbus/{name}.py" for name in pyproject["tool"]["eventbus"]["mypyc"]["modules"]]
+    return [f"eventbus/{name.replace('.', '/')}.py" for name in pyproject["tool"]["eventbus"]["mypyc"]["modules"]]
 
 
 def ext_modules() -> list[Extension]:

@@ -4,7 +4,6 @@ Subscribers are plain classes whose methods carry ``@subscribe``; events are
 frozen pydantic models; a pluggable strategy runs the handlers.
 """
 
-from ._asyncio import AsyncioDelivery
 from ._bus import EventBus
 from ._compiled import compiled
 from ._decorators import subscribe
@@ -14,8 +13,7 @@ from ._dispatch import BusStats, Dispatcher, ErrorContext
 from ._errors import BusClosedError, EventBusError, EventBusWarning, QueueFullError, SubscriptionError
 from ._events import DeadEvent, Event, Message
 from ._registry import Subscriber, Subscription
-from ._strategies import DeliveryStrategy, SyncDelivery
-from ._threaded import ConcurrentDelivery, OrderedDelivery
+from ._strategies import AsyncioDelivery, ConcurrentDelivery, DeliveryStrategy, OrderedDelivery, SyncDelivery
 from ._waiting import EventStream
 
 __all__ = [

@@ -10,15 +10,21 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final, overload
 
-from . import _asyncio, _waiting
-from ._asyncio import AsyncioDelivery
+from . import _awaiting, _waiting
+from ._checks import check_positive_int
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
-from ._strategies import DeliveryStrategy, SyncDelivery, is_strategy
-from ._threaded import ConcurrentDelivery, OrderedDelivery, _check_positive_int
+from ._strategies import (
+    AsyncioDelivery,
+    ConcurrentDelivery,
+    DeliveryStrategy,
+    OrderedDelivery,
+    SyncDelivery,
+    is_strategy,
+)
 
 if TYPE_CHECKING:
     from ._loops import HandlerLoops
@@ -168,8 +174,8 @@ class EventBus:
         name: str | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        _check_positive_int("workers", workers)
-        _check_positive_int("max_queued", max_queued)
+        check_positive_int("workers", workers)
+        check_positive_int("max_queued", max_queued)
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be callable as on_error(exc, context), not {on_error!r}")
         self.name: str = name if name is not None else f"eventbus-{next(_bus_numbers)}"
@@ -392,14 +398,14 @@ class EventBus:
             BusClosedError: The bus has been shut down.
             QueueFullError: No room came within *timeout* seconds; the event was not accepted.
         """
-        await _asyncio.apost(self.post, self._strategy, event, data, timeout)
+        await _awaiting.apost(self.post, self._strategy, event, data, timeout)
 
     async def ajoin(self, timeout: float | None = None) -> bool:
         """Wait until every event accepted so far has been handled, without blocking the loop.
 
         The awaitable counterpart of `join`; `False` on timeout.
         """
-        return await _asyncio.ajoin(self._strategy, self.join, timeout, self.name)
+        return await _awaiting.ajoin(self._strategy, self.join, timeout, self.name)
 
     async def ashutdown(self, timeout: float | None = None) -> bool:
         """Stop accepting events, deliver those accepted, and stop, without blocking the loop.
@@ -412,7 +418,7 @@ class EventBus:
             `True` if every accepted event was delivered.
         """
         self._closed = True
-        return await _asyncio.ashutdown(self._strategy, self.shutdown, timeout, self.name)
+        return await _awaiting.ashutdown(self._strategy, self.shutdown, timeout, self.name)
 
     @overload
     async def wait_for(

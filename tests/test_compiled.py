@@ -44,7 +44,7 @@ def test_the_listed_modules_exist() -> None:
     names = listed_modules()
     assert names == sorted(names)
     for name in names:
-        assert (ROOT / "eventbus" / f"{name}.py").is_file(), name
+        assert (ROOT / "eventbus" / f"{name.replace('.', '/')}.py").is_file(), name
 
 
 def test_child_pythons_import_the_same_build() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from eventbus import Delivery, ErrorContext, Event, EventBus, QueueFullError, subscribe
-from eventbus._threaded import IDLE_WAKE_SECONDS, _drain_at_exit, _ThreadPoolDelivery
+from eventbus._strategies.threaded import IDLE_WAKE_SECONDS, _drain_at_exit, _ThreadPoolDelivery
 
 THREADED = ["ordered", "concurrent"]
 WAIT = 10.0  # the longest any join, gate or poll may take before the test fails
@@ -725,7 +725,7 @@ def test_a_closed_pool_stays_closed_in_a_forked_child() -> None:
 
 def test_the_gil_decides_the_lock_free_paths() -> None:
     """Without the GIL, posts take the pool's lock (see docs/design.md)."""
-    from eventbus import _threaded
+    from eventbus._strategies import threaded as _threaded
 
     gil = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
     assert gil is _threaded._LOCK_FREE

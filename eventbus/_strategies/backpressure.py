@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from ._errors import BusClosedError, QueueFullError
+from .._errors import BusClosedError, QueueFullError
 
 __all__ = ["Gates", "queue_full_error", "wait_for_room"]
 

@@ -1,4 +1,4 @@
-"""The asyncio strategy, and the bus's awaitable helpers (``apost``, ``ajoin``, ``ashutdown``).
+"""The asyncio strategy: ``EventBus(strategy="asyncio")``.
 
 *`AsyncioDelivery`* is ``EventBus(strategy="asyncio")``: it delivers on one event
 loop, the one running where the bus was created or the one given as ``loop=``.
@@ -35,17 +35,18 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
-from ._delivery import SKIPPED
-from ._dispatch import GIL_DISABLED, logger
-from ._errors import BusClosedError, QueueFullError
-from ._events import Event, topic_of
+from .._checks import check_positive_int
+from .._delivery import SKIPPED
+from .._dispatch import GIL_DISABLED, logger
+from .._errors import BusClosedError, QueueFullError
+from .._events import Event, topic_of
 
 if TYPE_CHECKING:
-    from ._delivery import Delivery
-    from ._dispatch import Dispatcher, ThreadState
-    from ._registry import Subscriber, Subscription
+    from .._delivery import Delivery
+    from .._dispatch import Dispatcher, ThreadState
+    from .._registry import Subscriber, Subscription
 
-__all__ = ["AsyncioDelivery", "ajoin", "apost", "ashutdown"]
+__all__ = ["AsyncioDelivery"]
 
 _T = TypeVar("_T")
 
@@ -296,10 +297,8 @@ class AsyncioDelivery:
     def __init__(
         self, *, loop: asyncio.AbstractEventLoop | None = None, workers: int = 8, max_queued: int = 10_000
     ) -> None:
-        from ._threaded import _check_positive_int
-
-        _check_positive_int("workers", workers)
-        _check_positive_int("max_queued", max_queued)
+        check_positive_int("workers", workers)
+        check_positive_int("max_queued", max_queued)
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
             raise TypeError(f"loop must be an asyncio event loop, not {loop!r}")
         self.workers: int = workers
@@ -1425,102 +1424,3 @@ class AsyncioDelivery:
 async def _on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
     """Await *coro* on *loop* (another thread's) from the running loop."""
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
-# ---------------------------------------------------------------------------------------------
-# EventBus.apost / ajoin / ashutdown on any strategy
-# ---------------------------------------------------------------------------------------------
-
-
-async def apost(post: Callable[..., None], strategy: object, event: object, data: Any, timeout: float | None) -> None:
-    """Post with ``post(event, data, timeout=0)``, awaiting room (without blocking the loop) while it is full."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    delay = 0.0005
-    while True:
-        try:
-            post(event, data, timeout=0)
-            return
-        except QueueFullError:
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise QueueFullError(
-                    f"the queue stayed full for {timeout} s; this event was not accepted.\n"
-                    "Retry later, raise max_queued, or add workers if the handlers cannot keep up."
-                ) from None
-        if isinstance(strategy, AsyncioDelivery):
-            await strategy.wait_for_room(remaining)
-        else:
-            # The thread pools signal room to threads only; look again after a short nap.
-            await asyncio.sleep(delay if remaining is None else min(delay, remaining))
-            delay = min(delay * 2, 0.02)
-
-
-async def _in_thread(function: Callable[[], _T], name: str) -> _T:
-    """Run a blocking *function* on a daemon thread and await its result.
-
-    If the awaiting task is cancelled, the thread still finishes (its result is
-    dropped); being a daemon, it never holds up the interpreter's exit. The
-    thread leaves its outcome in a box before it wakes the loop, and the wait
-    looks at the box at least every `_WAIT_SLICE` s, so a wake-up lost to an
-    interrupt on the loop's thread costs latency, never a hang.
-    """
-    loop = asyncio.get_running_loop()
-    box: list[tuple[_T | None, BaseException | None]] = []
-    waiters: list[asyncio.Future[None]] = []
-
-    def wake() -> None:
-        for waiter in waiters:
-            _set_if_pending(waiter)
-
-    def target() -> None:
-        result: _T | None = None
-        error: BaseException | None = None
-        try:
-            result = function()
-        except BaseException as exc:
-            error = exc
-        box.append((result, error))
-        with contextlib.suppress(RuntimeError):  # the awaiting loop is gone
-            loop.call_soon_threadsafe(wake)
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    while not box:
-        waiter = loop.create_future()
-        waiters.append(waiter)
-        try:
-            async with asyncio.timeout(_WAIT_SLICE):
-                await waiter
-        except TimeoutError:
-            pass
-        finally:
-            waiters.remove(waiter)
-    result, error = box[0]
-    if error is not None:
-        raise error
-    return cast("_T", result)
-
-
-async def ajoin(strategy: object, join: Callable[[float | None], bool], timeout: float | None, name: str) -> bool:
-    """``await bus.ajoin()``: the strategy's own, or ``join`` on a helper thread."""
-    if isinstance(strategy, AsyncioDelivery):
-        return await strategy.ajoin(timeout)
-    if join(0):  # done already; and on a pool's worker this raises, as join() does
-        return True
-    return await _in_thread(lambda: join(timeout), f"{name}-ajoin")
-
-
-async def ashutdown(
-    strategy: object, shutdown: Callable[[bool, float | None], bool], timeout: float | None, name: str
-) -> bool:
-    """``await bus.ashutdown()``: the strategy's own, or ``shutdown`` on a helper thread."""
-    if isinstance(strategy, AsyncioDelivery):
-        done = await strategy.ashutdown(timeout)
-        return shutdown(False, None) and done  # the bus's own part: closed, loops and waiters released
-    join = getattr(strategy, "join", None)
-    if join is not None:
-        try:
-            join(0)
-        except RuntimeError:  # on a worker of this bus: shutdown() does not wait there
-            return shutdown(True, timeout)
-    return await _in_thread(lambda: shutdown(True, timeout), f"{name}-ashutdown")

@@ -62,15 +62,16 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
 
-from ._dispatch import GIL_DISABLED, logger
-from ._errors import BusClosedError
-from ._events import ordering_key_of, topic_of
-from ._room import Gates, queue_full_error
+from .._checks import check_positive_int
+from .._dispatch import GIL_DISABLED, logger
+from .._errors import BusClosedError
+from .._events import ordering_key_of, topic_of
+from .backpressure import Gates, queue_full_error
 
 if TYPE_CHECKING:
-    from ._delivery import Delivery
-    from ._dispatch import Dispatcher, ThreadState
-    from ._registry import Subscriber, Subscription
+    from .._delivery import Delivery
+    from .._dispatch import Dispatcher, ThreadState
+    from .._registry import Subscriber, Subscription
 
 __all__ = ["EXIT_STALL_SECONDS", "ConcurrentDelivery", "OrderedDelivery"]
 
@@ -144,11 +145,6 @@ class _Line:
         self.claim = threading.Lock()
         self.pool = pool
         """The pool generation that made it (`_ThreadPoolDelivery._lines`); a line from before a fork is stale."""
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{name} must be a positive int, not {value!r}")
 
 
 class _RunQueue:
@@ -272,8 +268,8 @@ class _ThreadPoolDelivery:
     _key_of: Callable[[object], Hashable | None]
 
     def __init__(self, *, workers: int = 8, max_queued: int = 10_000) -> None:
-        _check_positive_int("workers", workers)
-        _check_positive_int("max_queued", max_queued)
+        check_positive_int("workers", workers)
+        check_positive_int("max_queued", max_queued)
         self.workers = workers
         """The number of worker threads."""
         self.max_queued = max_queued
