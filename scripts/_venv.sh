@@ -61,6 +61,8 @@ ensure_compiled_venv() {
     if [ ! -f "$stamp" ]; then
         quietly "$log" "$dir/bin/python" -m pip install --disable-pip-version-check --upgrade pip
     fi
+    # setuptools reuses build/ between builds: a module that moved would be shipped twice.
+    rm -rf build
     quietly "$log" env EVENTBUS_COMPILE=1 \
         "$dir/bin/python" -m pip install --disable-pip-version-check --no-deps --force-reinstall .
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
