@@ -24,7 +24,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -85,6 +85,9 @@ class Storm:
         self.unraisable: list[object] = []
 
     def __enter__(self) -> Storm:
+        # The test's own body (arming, catching, looping) is harness, not code under
+        # test: an alarm that arrives while it runs is not raised there.
+        self.spared = self.spared | {sys._getframe(1).f_code} | _ASYNCIO_LOOP_CODE
         self.gc_was_enabled = gc.isenabled()
         gc.disable()
         self.previous_hook = sys.unraisablehook
@@ -110,6 +113,19 @@ class Storm:
         sys.unraisablehook = self.previous_hook
         if self.gc_was_enabled:
             gc.enable()
+
+
+def _loop_management_code() -> frozenset[CodeType]:
+    # asyncio's own starting and stopping of a loop is not safe against an interrupt on
+    # 3.13 (one landing between `_run_forever_setup` and its `try` leaves the loop marked
+    # running for ever). That is the loop's state, not the bus's: the storms do not
+    # raise there, and test what eventbus keeps consistent.
+    base = asyncio.base_events.BaseEventLoop
+    names = ("run_forever", "run_until_complete", "_run_forever_setup", "_run_forever_cleanup")
+    return frozenset(getattr(base, name).__code__ for name in names if hasattr(base, name))
+
+
+_ASYNCIO_LOOP_CODE: Final = _loop_management_code()
 
 
 def _complete(loop: asyncio.AbstractEventLoop, awaitable: Any) -> Any:
