@@ -41,17 +41,18 @@ class Subscriber:
     calls it must drop or wait for. ``obj`` is the registered object.
     """
 
-    __slots__ = ("_subs", "lane", "obj")
+    __slots__ = ("_subs", "obj", "strategy_slot")
 
     def __init__(self, obj: object) -> None:
         self.obj: object = obj
         # One Subscription, or a tuple of several: most subscribers have one handler,
         # and a one-element tuple would cost another 56 bytes per subscriber.
         self._subs: Subscription | tuple[Subscription, ...] = ()
-        self.lane: object = None
-        """What the bus's strategy keeps per subscriber, made on first use: the sync
-        strategy's lock (see `lock`), a thread pool's or the asyncio strategy's line.
-        A record belongs to one bus, and a bus has one strategy, so one slot serves."""
+        self.strategy_slot: object = None
+        """What the bus's strategy keeps for this subscriber, made on first use (`None`
+        until then): the sync strategy's lock (see `lock`), a thread pool's or the
+        asyncio strategy's line of waiting calls. A record belongs to one bus, and a
+        bus has one strategy, so one slot serves; a custom strategy may use it too."""
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -63,16 +64,16 @@ class Subscriber:
     def lock(self) -> threading.RLock:
         """Serialises this subscriber's ``thread_safe=False`` handlers on the sync strategy.
 
-        Made on first use and kept in `lane`: most subscribers never need one (a sync
+        Made on first use and kept in `strategy_slot`: most subscribers never need one (a sync
         bus posted to from one thread takes no lock), and an RLock costs about 100
         bytes per subscriber.
         """
-        lock = self.lane
+        lock = self.strategy_slot
         if lock is None:
             with _lock_making:
-                lock = self.lane
+                lock = self.strategy_slot
                 if lock is None:
-                    lock = self.lane = threading.RLock()
+                    lock = self.strategy_slot = threading.RLock()
         return lock  # type: ignore[return-value]  # only the sync strategy asks, and it keeps nothing else here
 
 
@@ -99,7 +100,7 @@ class Subscription:
     # Eight slots (96 bytes): what differs per subscriber, plus the flags the hot
     # paths test. The rest is shared with every instance of the class (Binding), and
     # the handler is called as func(target, event), so no bound method is kept.
-    __slots__ = ("active", "binding", "fast", "func", "owner", "plain", "seq", "target")
+    __slots__ = ("active", "binding", "direct", "direct_parallel", "func", "owner", "seq", "target")
 
     def __init__(
         self, owner: Subscriber, func: Callable[[Any, Any], object], target: Any, binding: Binding, seq: int
@@ -118,10 +119,12 @@ class Subscription:
         """Registration order, which breaks ties between equal priorities."""
         self.active: bool = True
         """False once the subscriber is unregistered: queued events skip it."""
-        self.plain: bool = binding.plain
-        """Active and unfiltered: the sync strategy may call it without further checks."""
-        self.fast: bool = binding.fast
-        """Plain and thread-safe: a thread pool may call it inline, with no line to join."""
+        self.direct: bool = binding.direct
+        """Active and without a ``when=`` filter: a strategy may call it directly,
+        without the dispatcher's checks (the subscriber's lock or line still apply)."""
+        self.direct_parallel: bool = binding.direct_parallel
+        """Direct and ``thread_safe``: any thread may call it directly, with no lock
+        and no line, even while another call of it runs."""
 
     @property
     def name(self) -> str:
@@ -313,7 +316,7 @@ class Registry:
         # Called with the lock held; idempotent: takes out whatever of *record* is still in.
         self._records.pop(ident, None)
         for sub in record.subscriptions:
-            sub.fast = sub.plain = sub.active = False  # the order the hot paths test them in
+            sub.direct_parallel = sub.direct = sub.active = False  # the order the hot paths test them in
         for sub in record.subscriptions:
             table: dict[Any, list[Subscription]] = self._by_topic if isinstance(sub.key, str) else self._by_type
             found = table.get(sub.key)
@@ -336,15 +339,15 @@ class Registry:
     def after_fork_in_child(self) -> None:
         """In a forked child: a new lock, and no strategy state inherited from the parent.
 
-        Each subscriber's lock or line (`Subscriber.lane`) may have been held by a
+        Each subscriber's lock or line (`Subscriber.strategy_slot`) may have been held by a
         parent thread that does not exist here; they are made again on first use. A
         lock that the forking thread itself holds (a fork from inside a handler) is kept.
         """
         self._lock = threading.RLock()
         for record in self._records.values():
-            lane = record.lane
-            if lane is not None and not (isinstance(lane, _RLOCK_TYPE) and lane._is_owned()):  # type: ignore[attr-defined]
-                record.lane = None
+            slot = record.strategy_slot
+            if slot is not None and not (isinstance(slot, _RLOCK_TYPE) and slot._is_owned()):  # type: ignore[attr-defined]
+                record.strategy_slot = None
 
     def record(self, obj: object) -> Subscriber | None:
         """The record of *obj* (by identity), or `None` if it is not registered."""

@@ -46,7 +46,7 @@ class Binding:
     subscriber, which keeps each registration small.
     """
 
-    __slots__ = ("fast", "is_async", "key", "name", "plain", "priority", "thread_safe", "when")
+    __slots__ = ("direct", "direct_parallel", "is_async", "key", "name", "priority", "thread_safe", "when")
 
     def __init__(self, name: str, spec: SubscriptionSpec, key: type | str, is_async: bool) -> None:
         self.name: str = name
@@ -55,10 +55,10 @@ class Binding:
         self.priority: int = spec.priority
         self.thread_safe: bool = spec.thread_safe
         self.when: Callable[[Any], bool] | None = spec.when
-        self.plain: bool = spec.when is None
-        """What a new `Subscription.plain` starts as."""
-        self.fast: bool = self.plain and spec.thread_safe
-        """What a new `Subscription.fast` starts as."""
+        self.direct: bool = spec.when is None
+        """What a new `Subscription.direct` starts as."""
+        self.direct_parallel: bool = self.direct and spec.thread_safe
+        """What a new `Subscription.direct_parallel` starts as."""
 
 
 @dataclass(frozen=True, slots=True)

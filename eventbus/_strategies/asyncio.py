@@ -976,7 +976,7 @@ class AsyncioDelivery:
             for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
-                    line = cast("_Line | None", sub.owner.lane)
+                    line = cast("_Line | None", sub.owner.strategy_slot)
                     if line is None:
                         line = self._new_line(sub.owner)
                     if line.busy:
@@ -996,7 +996,7 @@ class AsyncioDelivery:
                 # unregister() on another thread either sees us here or we see it inactive.
                 me.owner = sub.owner
                 me.position = position + 1  # claimed: from here on the call counts as made
-                if not sub.plain:
+                if not sub.direct:
                     await self._call_filtered(me, sub, event, delivery, position, state)
                 elif not sub.binding.is_async:
                     try:
@@ -1140,7 +1140,7 @@ class AsyncioDelivery:
 
     def _new_line(self, owner: Subscriber) -> _Line:
         line = _Line()
-        owner.lane = line
+        owner.strategy_slot = line
         self._lines.add(line)
         return line
 

@@ -167,7 +167,7 @@ class SyncDelivery:
         try:
             for sub in handlers:
                 state.calling = sub  # announce, then decide: see the class docstring
-                if (sub.plain and not self._locking) or sub.fast:
+                if (sub.direct and not self._locking) or sub.direct_parallel:
                     try:
                         sub.func(sub.target, event)
                     except BaseException as exc:

@@ -505,12 +505,12 @@ class _ThreadPoolDelivery:
             return bool(calls) and claim.acquire(False)
 
     def _line_of(self, owner: Subscriber) -> _Line:
-        line = owner.lane
+        line = owner.strategy_slot
         if line is None or cast("_Line", line).pool is not self._lines:
             with self._lock:  # two workers may meet the subscriber's first call at once
-                line = owner.lane
+                line = owner.strategy_slot
                 if line is None or cast("_Line", line).pool is not self._lines:  # none yet, or from before a fork
-                    line = owner.lane = _Line(self._lines)
+                    line = owner.strategy_slot = _Line(self._lines)
         return cast("_Line", line)
 
     def _wait_for_room(self, timeout: float | None) -> None:
@@ -690,7 +690,7 @@ class _ThreadPoolDelivery:
                     self._room.notify()
                 if type(item) is tuple:
                     event, handlers, delivery, keyed, phase = item
-                    if delivery is None and keyed is None and all(sub.fast for sub in handlers):
+                    if delivery is None and keyed is None and all(sub.direct_parallel for sub in handlers):
                         # The hot path, inline: thread-safe, unfiltered handlers of an
                         # unkeyed, unpublished event (see _call and _finish for the rest).
                         for sub in handlers:
@@ -698,7 +698,7 @@ class _ThreadPoolDelivery:
                                 calling[index] = sub.owner  # before the check: see _call
                             else:
                                 self._announce(index, sub.owner)
-                            if not sub.fast:  # unregistered since the look above
+                            if not sub.direct_parallel:  # unregistered since the look above
                                 continue
                             try:
                                 sub.func(sub.target, event)
@@ -790,7 +790,7 @@ class _ThreadPoolDelivery:
         else:
             self._announce(index, sub.owner)
         try:
-            if delivery is None and sub.plain:
+            if delivery is None and sub.direct:
                 try:
                     sub.func(sub.target, event)
                 except BaseException as exc:
