@@ -5,6 +5,7 @@ frozen pydantic models; a pluggable strategy runs the handlers.
 """
 
 from ._asyncio import AsyncioDelivery
+from ._bridge import Bridge, BridgeStats
 from ._bus import EventBus
 from ._decorators import subscribe
 from ._default import get_default_bus, post, publish, register, reset_default_bus, set_default_bus, unregister
@@ -19,6 +20,8 @@ from ._waiting import EventStream
 
 __all__ = [
     "AsyncioDelivery",
+    "Bridge",
+    "BridgeStats",
     "BusClosedError",
     "BusStats",
     "ConcurrentDelivery",

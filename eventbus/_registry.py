@@ -533,7 +533,7 @@ class Registry:
     dispatch cache without locking on a hit.
     """
 
-    __slots__ = ("_by_topic", "_by_type", "_lock", "_records", "_seq", "dispatch", "loops")
+    __slots__ = ("_by_topic", "_by_type", "_lock", "_records", "_seq", "bridged", "dispatch", "loops")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -546,6 +546,8 @@ class Registry:
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
         self.loops = HandlerLoops()
         """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
+        self.bridged: Callable[[type], bool] | None = None
+        """Set by the bus's bridges: classes that go to a bridge, not to local handlers, on post (#12)."""
 
     # -- registration ---------------------------------------------------------------
 
@@ -708,7 +710,9 @@ class Registry:
             dispatch = self.dispatch
             found = dispatch.get(key)
             if found is None:
-                found = self._collect(cls.__mro__, topic)
+                # A bridged class has no local handlers for post(): its events go to the bridge (#12).
+                bridged = self.bridged is not None and self.bridged(cls)
+                found = () if bridged else self._collect(cls.__mro__, topic)
                 if len(dispatch) >= _MAX_CACHED_KEYS:
                     dispatch = self.dispatch = {}
                 dispatch[key] = found
