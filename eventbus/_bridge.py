@@ -286,6 +286,11 @@ class Bridge:
         if not self._ready.wait(_SETUP_WAIT):
             _logger.warning("%r: the engine did not answer within %s s; going on in the background", self, _SETUP_WAIT)
 
+    def _discard(self) -> None:
+        """Drop a bridge that was never started."""
+        self._closed = True
+        self._loop.close()
+
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
@@ -294,8 +299,20 @@ class Bridge:
             if not self._killed:
                 _logger.exception("%r: its loop failed", self)
         finally:
+            if self._killed:  # as the OS would at a crash: drop the connections, give nothing up
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(self._abandon())
             with contextlib.suppress(Exception):
                 self._loop.close()
+
+    async def _abandon(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        abandon = getattr(self._session, "abandon", None)
+        if abandon is not None:
+            await abandon()
 
     async def _main(self) -> None:
         self._wake_send = asyncio.Event()

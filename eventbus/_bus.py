@@ -375,13 +375,18 @@ class EventBus:
             retry_delay=retry_delay,
         )
         routes = self._routes if self._routes is not None else Routes()
-        routes.add(made, made.classes, made.receives)
+        try:
+            routes.add(made, made.classes, made.receives)
+        except BaseException:
+            made._discard()
+            raise
         try:
             for cls in made.classes if not made.receives else ():
                 for sub in self._registry.subscribers(cls):
                     routes.check_handler(sub.name, sub.key, sub.subscriber)
         except BaseException:
             routes.remove(made)
+            made._discard()
             raise
         self._routes = routes
         self._bridges.append(made)

@@ -377,6 +377,13 @@ class _RedisSession:
                 done += 1
         return done
 
+    async def abandon(self) -> None:
+        """Drop the connections without giving anything up (a simulated crash, in tests)."""
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
     async def close(self, abandoned: list[Incoming]) -> None:
         r = self._redis
         if r is None:
