@@ -93,6 +93,14 @@ EXPECTED: dict[str, list[Expectation]] = {
         "passed: test_a_failing_handler_fails_the_test",
         "passed: test_code_that_uses_the_default_bus",
     ],
+    "08_scale_out_redis.py": [
+        "3 workers ready",
+        "posted 2400 deposits",
+        "killed worker 1 with SIGKILL midway",
+        Part("applied 2400 of 2400 deposits"),
+        "every balance is 45150: True",
+        "out of order: 0",
+    ],
     "demo_counters.py": [
         Part("after  1.0 s: c1="),
         Part("all delivered: True"),
