@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -144,10 +145,8 @@ def consume_floor(url: str, name: str) -> None:
     import redis
 
     client = redis.Redis.from_url(url)
-    try:
+    with contextlib.suppress(redis.ResponseError):
         client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError:
-        pass
     reporter = _Reporter(url, name)
     stop = threading.Event()
 
@@ -252,7 +251,11 @@ def _start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bridges", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "benchmarks.bridges", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -268,6 +271,8 @@ def run_case(url: str, subject: str, consumers: int, count: int, gap: float, tim
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert line.strip() == "ready", f"{subject} consumer said {line!r}"
+        if consumers > 1:
+            time.sleep(2.0)  # let the consumers share the partitions out (eventbus rebalances every 0.5 s)
         start_ns = time.time_ns()
         producer = _spawn("--produce", subject, url, str(count), str(gap))
         deadline = time.monotonic() + timeout
@@ -329,7 +334,9 @@ def main(argv: list[str] | None = None) -> None:
                 for consumers in (1, 3):
                     result = run_case(url, subject, consumers, args.events, 0.0, 300)
                     row[f"tp{consumers}"] = result["events_per_s"]
-                    print(f"{subject:>15}: {consumers} consumer(s) {result['events_per_s']:>9,.0f} events/s", flush=True)
+                    print(
+                        f"{subject:>15}: {consumers} consumer(s) {result['events_per_s']:>9,.0f} events/s", flush=True
+                    )
                 result = run_case(url, subject, 1, args.samples, 0.005, 120)
                 row["p50"], row["p99"] = result["p50_ms"], result["p99_ms"]
                 print(f"{subject:>15}: idle latency p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
@@ -340,9 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| subject | 1 consumer (events/s) | 3 consumers (events/s) | idle p50 | idle p99 |")
     print("|---|---:|---:|---:|---:|")
     for subject, row in rows.items():
-        print(
-            f"| {subject} | {row['tp1']:,.0f} | {row['tp3']:,.0f} | {row['p50']:.2f} ms | {row['p99']:.2f} ms |"
-        )
+        print(f"| {subject} | {row['tp1']:,.0f} | {row['tp3']:,.0f} | {row['p50']:.2f} ms | {row['p99']:.2f} ms |")
     if "eventbus" in rows:
         eb = rows["eventbus"]
         for other, target in (("redis-py floor", 0.5), ("faststream", 3.0)):

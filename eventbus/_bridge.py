@@ -262,6 +262,7 @@ class Bridge:
         self._sent = self._received = self._acked = self._retried = self._dead = self._outages = 0
         # Inbound state, on the loop thread only.
         self._in_flight = 0
+        self._batching = False  # inside a batch: jobs for the feeder wait for its end
         self._busy: dict[str, deque[_Item]] = {}  # ordering key -> items waiting behind the running one
         self._timers: dict[int, tuple[asyncio.TimerHandle, _Item]] = {}
         self._acks: list[Incoming] = []
@@ -270,7 +271,13 @@ class Bridge:
         self._outage_since: float | None = None
         self._outage_attempts = 0
         self._session: EngineSession = engine.session(self.config)
-        self._feed: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._feed: queue.SimpleQueue[list[Callable[[], None]] | None] = queue.SimpleQueue()
+        self._jobs: list[Callable[[], None]] = []  # for the feeder, handed over once per batch read
+        self._done: deque[tuple[_Item, Delivery]] = deque()  # finished deliveries, for the loop
+        self._done_lock = threading.Lock()
+        self._done_scheduled = False
+        self._handler_cache: dict[type, tuple[Subscription, ...]] = {}
+        self._handler_cache_of: object = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -420,46 +427,69 @@ class Bridge:
                 await self._room.wait()
                 continue
             items = await self._engine_call(self._session.receive, room, 1.0)
-            for incoming in items:
-                self._received += 1
-                self._in_flight += 1
-                if incoming.attempt > self._max_deliver:  # its consumers died with it every time
-                    reason = f"delivered {incoming.attempt - 1} times, never acknowledged (consumers died)"
-                    self._settle(incoming, dead=(reason, None, None))
+            self._batching = True
+            try:
+                self._take(items)
+            finally:
+                self._batching = False
+                self._flush_jobs()
+
+    def _take(self, items: list[Incoming]) -> None:
+        for incoming in items:
+            self._received += 1
+            self._in_flight += 1
+            if incoming.attempt > self._max_deliver:  # its consumers died with it every time
+                reason = f"delivered {incoming.attempt - 1} times, never acknowledged (consumers died)"
+                self._settle(incoming, dead=(reason, None, None))
+                continue
+            try:
+                event, envelope = decode(incoming.payload, self._types, self._max_payload)
+            except BadMessage as exc:
+                _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
+                self._settle(incoming, dead=(str(exc), None, None))
+                continue
+            key = envelope.get("partitionkey")
+            item = _Item(incoming, event, key if isinstance(key, str) else None)
+            if item.key is not None:
+                waiting = self._busy.get(item.key)
+                if waiting is not None:
+                    waiting.append(item)
                     continue
-                try:
-                    event, envelope = decode(incoming.payload, self._types, self._max_payload)
-                except BadMessage as exc:
-                    _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
-                    self._settle(incoming, dead=(str(exc), None, None))
-                    continue
-                key = envelope.get("partitionkey")
-                item = _Item(incoming, event, key if isinstance(key, str) else None)
-                if item.key is not None:
-                    waiting = self._busy.get(item.key)
-                    if waiting is not None:
-                        waiting.append(item)
-                        continue
-                    self._busy[item.key] = deque()
-                self._dispatch(item)
+                self._busy[item.key] = deque()
+            self._dispatch(item)
 
     def _dispatch(self, item: _Item) -> None:
         """Hand *item* to the bus (through the feeder thread)."""
         event = item.event
         registry = self._bus._registry
-        item.handlers = registry._collect(type(event).__mro__, event.topic)
+        if self._handler_cache_of is not registry.dispatch:  # registrations changed: collect again
+            self._handler_cache = {}
+            self._handler_cache_of = registry.dispatch
+        cls = type(event)
+        found = self._handler_cache.get(cls) if cls is not Message else None
+        if found is None:
+            found = registry._collect(cls.__mro__, event.topic)
+            if cls is not Message:
+                self._handler_cache[cls] = found
+        item.handlers = found
         if not item.handlers:
             dead_handlers = registry.handlers_for(DeadEvent(event=event))
             if dead_handlers:
-                self._feed.put(lambda: self._bus._submit(DeadEvent(event=event), dead_handlers, None, None))
+                self._jobs.append(lambda: self._bus._submit(DeadEvent(event=event), dead_handlers, None, None))
             self._settle(item.incoming, key=item.key)
             return
         delivery = Delivery(event, len(item.handlers))
-        loop = self._loop
+        done, done_lock, loop = self._done, self._done_lock, self._loop
 
         def finished(_: Delivery) -> None:
+            # One wake-up of the loop for all the deliveries that finish meanwhile.
+            done.append((item, delivery))
+            with done_lock:
+                if self._done_scheduled:
+                    return
+                self._done_scheduled = True
             with contextlib.suppress(RuntimeError):  # the loop is gone: the bridge was killed
-                loop.call_soon_threadsafe(self._finished, item, delivery)
+                loop.call_soon_threadsafe(self._drain_done)
 
         delivery.add_done_callback(finished)
         handlers = item.handlers
@@ -474,7 +504,26 @@ class Bridge:
                 if not isinstance(exc, Exception):
                     raise
 
-        self._feed.put(feed)
+        self._jobs.append(feed)
+        if not self._batching:
+            self._flush_jobs()
+
+    def _flush_jobs(self) -> None:
+        if self._jobs:
+            self._feed.put(self._jobs)
+            self._jobs = []
+
+    def _drain_done(self) -> None:
+        with self._done_lock:
+            self._done_scheduled = False
+        done = self._done
+        self._batching = True
+        try:
+            while done:
+                self._finished(*done.popleft())
+        finally:
+            self._batching = False
+            self._flush_jobs()
 
     def _finished(self, item: _Item, delivery: Delivery) -> None:
         errors = delivery._errors
@@ -555,13 +604,14 @@ class Bridge:
 
     def _feed_loop(self) -> None:
         while True:
-            job = self._feed.get()
-            if job is None:
+            jobs = self._feed.get()
+            if jobs is None:
                 return
-            try:
-                job()
-            except Exception:
-                _logger.exception("%r: handing an event to the bus failed", self)
+            for job in jobs:
+                try:
+                    job()
+                except Exception:
+                    _logger.exception("%r: handing an event to the bus failed", self)
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -656,6 +706,7 @@ class Bridge:
         return await asyncio.to_thread(self.close, timeout)
 
     def _finish(self) -> None:
+        self._flush_jobs()
         self._feed.put(None)
         if threading.current_thread() is not self._feeder and self._feeder.is_alive():
             self._feeder.join(5.0)

@@ -23,7 +23,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["BridgeConfig", "DeadLetter", "Engine", "EngineSession", "EngineUnavailable", "Incoming"]
+__all__ = [
+    "BridgeConfig",
+    "DeadLetter",
+    "Engine",
+    "EngineSession",
+    "EngineUnavailable",
+    "Incoming",
+    "beat_interval",
+]
+
+
+def beat_interval(claim_after: float) -> float:
+    """How often a consumer renews its partitions and looks for a new share of them.
+
+    A third of ``claim_after`` (a lease survives two missed renewals), and at most
+    half a second, so that consumers that join or leave rebalance promptly.
+    """
+    return min(claim_after / 3, 0.5)
 
 
 class EngineUnavailable(Exception):

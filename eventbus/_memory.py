@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import final
 
-from ._engine import BridgeConfig, DeadLetter, EngineUnavailable, Incoming
+from ._engine import BridgeConfig, DeadLetter, EngineUnavailable, Incoming, beat_interval
 
 __all__ = ["InMemoryEngine"]
 
@@ -245,7 +245,7 @@ class _MemorySession:
             if not busy and p not in self._to_claim:
                 del group.leases[p]
                 self.owned.discard(p)
-        self._next_beat = now + ttl / 3
+        self._next_beat = now + beat_interval(ttl)
 
     def _claim(self, group: _Group, partition: int) -> None:
         mine = self._flying[partition]

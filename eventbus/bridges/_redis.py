@@ -38,7 +38,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._engine import BridgeConfig, DeadLetter, EngineUnavailable, Incoming
+from .._engine import BridgeConfig, DeadLetter, EngineUnavailable, Incoming, beat_interval
 
 __all__ = ["RedisStreams"]
 
@@ -137,7 +137,10 @@ class RedisStreams:
         """A new asyncio client on this engine's URL, set up as the bridge uses it."""
         options: dict[str, Any] = {
             "protocol": 2,  # RESP2: the replies parsed below, and no RESP3 push surprises on idle connections
-            "socket_timeout": self.block + 10.0,  # a blocking read never outlives the socket timeout
+            # No per-reply socket timeout (redis-py arms one per reply, a third of a pipeline's
+            # cost); every operation of a session runs under one deadline instead (see _guard).
+            "socket_timeout": None,
+            "socket_keepalive": True,
             "socket_connect_timeout": 5.0,
             "retry": Retry(NoBackoff(), 0),  # the bridge retries with backoff and logs the outage once
             "health_check_interval": 15,
@@ -152,9 +155,16 @@ class RedisStreams:
 
 @contextlib.asynccontextmanager
 async def _guard(session: _RedisSession) -> AsyncIterator[None]:
-    """Turn connection trouble into `EngineUnavailable` (and a lost group into a new start)."""
+    """Turn connection trouble into `EngineUnavailable` (and a lost group into a new start).
+
+    The whole operation (a blocking read included) must finish within the
+    engine's ``block`` plus ten seconds, or the connection counts as lost.
+    """
     try:
-        yield
+        async with asyncio.timeout(session.deadline):
+            yield
+    except TimeoutError:
+        raise EngineUnavailable(f"no answer within {session.deadline} s") from None
     except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
         raise EngineUnavailable(f"{type(exc).__name__}: {exc}") from None
     except ResponseError as exc:
@@ -177,6 +187,7 @@ class _RedisSession:
         self._prefix = f"{ns}:group:{config.group}:owner:"
         self._members = f"{ns}:group:{config.group}:members"
         self._ttl_ms = max(10, int(config.claim_after * 1000))
+        self.deadline = engine.block + 10.0
         self._redis: Any = None
         self._heartbeat: Any = None
         self._release: Any = None
@@ -287,7 +298,7 @@ class _RedisSession:
                 await self._release(keys=[self._prefix + str(partition)], args=[self._me])
                 self.owned.discard(partition)
         self._releasing &= self.owned
-        self._next_beat = time.monotonic() + self._cfg.claim_after / 3
+        self._next_beat = time.monotonic() + beat_interval(self._cfg.claim_after)
 
     async def _claim(self, partition: int) -> None:
         """Take every pending entry of the group in *partition* (a new owner's first step)."""
