@@ -376,10 +376,10 @@ class Bridge:
         with self._space:
             if self._closing:
                 raise BusClosedError(f"{self!r} is closed and sends no more events")
-            if len(self._out) >= self._max_outbound:
+            if len(self._out) + self._sending >= self._max_outbound:  # a batch being sent still counts
                 on_loop = _on_a_running_loop()
                 deadline = None if timeout is None else time.monotonic() + timeout
-                while len(self._out) >= self._max_outbound:
+                while len(self._out) + self._sending >= self._max_outbound:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if on_loop or (remaining is not None and remaining <= 0):
                         raise QueueFullError(
@@ -413,6 +413,7 @@ class Bridge:
                 with self._space:
                     self._sent += n
                     self._sending = 0
+                    self._space.notify_all()
                 for _, _, delivery in batch:
                     if delivery is not None:
                         delivery._settle(0)
@@ -585,6 +586,8 @@ class Bridge:
             for item in waiting:
                 self._in_flight -= 1
                 self._abandoned.append(item.incoming)
+            if waiting:
+                self._room.set()
 
     async def _settler(self) -> None:
         while True:

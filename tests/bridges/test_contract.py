@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from eventbus import Bridge, BusClosedError, Event, EventBus, Message, SubscriptionError, subscribe
+from eventbus import Bridge, BusClosedError, Event, EventBus, Message, QueueFullError, SubscriptionError, subscribe
 
 from .conftest import Harness  # noqa: TC001 - a fixture type, used at run time by nothing else
 from .worker import Tick
@@ -239,6 +239,25 @@ def test_shutdown_right_after_5000_posts_stores_all(harness: Harness, buses: Cal
     assert harness.stored() == 5000
     with pytest.raises(BusClosedError):
         prod.post(Placed(order_id=1))
+
+
+def test_the_outbound_buffer_is_bounded_and_kept_through_an_outage(
+    own_harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """While the engine is down the bridge keeps what it accepted, up to max_queued; then post times out."""
+    harness = own_harness
+    bus = buses("concurrent", max_queued=5)
+    bridge = bus.bridge(harness.engine(), events=[Placed], namespace=harness.namespace, partitions=1)
+    harness.outage()
+    deliveries = [bus.publish(Placed(order_id=i)) for i in range(5)]
+    wait_until(lambda: bridge.stats().outages == 1)
+    with pytest.raises(QueueFullError):
+        bus.post(Placed(order_id=5), timeout=0.05)
+    harness.restore(keep_data=True)
+    for delivery in deliveries:
+        assert delivery.result(30) == []
+    assert bridge.close(timeout=30)
+    assert harness.stored() == 5
 
 
 # -- receiving, retries, dead letters -------------------------------------------------------------
