@@ -3,7 +3,7 @@
 Usage, from the repository root::
 
     .venv/bin/pip install -e '.[bench]'          # redis-py and faststream[redis]
-    .venv/bin/python -m benchmarks.bridges        # about a minute
+    .venv/bin/python -m benchmarks.bridges        # about three minutes
     .venv/bin/python -m benchmarks.bridges --events 5000 --samples 100   # a quick look
 
 It starts its own ``redis-server`` (Debian's package) on a free 127.0.0.1 port
@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bridges", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30_000, help="events per throughput run")
     parser.add_argument("--samples", type=int, default=400, help="events of the idle-latency run (one per 5 ms)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per figure; the median is reported")
     parser.add_argument("--only", action="append", choices=list(CONSUMERS), help="run one subject (repeatable)")
     parser.add_argument("--consume", nargs=3, metavar=("SUBJECT", "URL", "NAME"), help=argparse.SUPPRESS)
     parser.add_argument("--produce", nargs=4, metavar=("SUBJECT", "URL", "COUNT", "GAP"), help=argparse.SUPPRESS)
@@ -325,25 +326,38 @@ def main(argv: list[str] | None = None) -> None:
         PRODUCERS[subject](url, int(count), float(gap))
         return
     subjects = args.only or list(CONSUMERS)
-    rows: dict[str, dict[str, Any]] = {}
+    # Rounds interleave the subjects (round 1 of each, round 2 of each, ...) and the
+    # median is reported, so that load from elsewhere on a shared machine hits all alike.
+    samples: dict[str, dict[str, list[float]]] = {s: {"tp1": [], "tp3": [], "p50": [], "p99": []} for s in subjects}
     with tempfile.TemporaryDirectory() as directory:
         server, url = _start_redis(directory)
         try:
-            for subject in subjects:
-                row = rows.setdefault(subject, {})
-                for consumers in (1, 3):
-                    result = run_case(url, subject, consumers, args.events, 0.0, 300)
-                    row[f"tp{consumers}"] = result["events_per_s"]
+            for round_number in range(1, args.rounds + 1):
+                for subject in subjects:
+                    got = samples[subject]
+                    for consumers in (1, 3):
+                        result = run_case(url, subject, consumers, args.events, 0.0, 300)
+                        got[f"tp{consumers}"].append(result["events_per_s"])
+                        rate = result["events_per_s"]
+                        print(f"round {round_number} {subject:>15}: {consumers} consumer(s) {rate:>9,.0f} events/s")
+                    result = run_case(url, subject, 1, args.samples, 0.005, 120)
+                    got["p50"].append(result["p50_ms"])
+                    got["p99"].append(result["p99_ms"])
                     print(
-                        f"{subject:>15}: {consumers} consumer(s) {result['events_per_s']:>9,.0f} events/s", flush=True
+                        f"round {round_number} {subject:>15}: idle latency p50 {result['p50_ms']:.2f} ms, "
+                        f"p99 {result['p99_ms']:.2f} ms",
+                        flush=True,
                     )
-                result = run_case(url, subject, 1, args.samples, 0.005, 120)
-                row["p50"], row["p99"] = result["p50_ms"], result["p99_ms"]
-                print(f"{subject:>15}: idle latency p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
         finally:
             server.terminate()
             server.wait(10)
-    print()
+    rows = {
+        subject: {key: statistics.median(values) for key, values in got.items()} for subject, got in samples.items()
+    }
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.events:,} events per throughput run, load average at the end "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print("| subject | 1 consumer (events/s) | 3 consumers (events/s) | idle p50 | idle p99 |")
     print("|---|---:|---:|---:|---:|")
     for subject, row in rows.items():

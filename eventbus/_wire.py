@@ -20,7 +20,7 @@ list. ``data`` is the event's pydantic JSON (for a `Message`, its ``data``).
 ``partitionkey`` is the text of the event's ordering key, absent when it has
 none. ``causationid`` and ``correlationid`` carry the tracing context of SPEC
 section 12 (null until tracing exists). Nothing is ever unpickled or evaluated:
-decoding is `json.loads` and pydantic validation.
+decoding is JSON parsing and pydantic validation.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import pydantic_core
+
 from ._events import Event, Message
 
 _dumps = json.dumps
+_from_json = pydantic_core.from_json
 
 __all__ = ["BadMessage", "decode", "encode", "new_id", "partition_of", "source_of"]
 
@@ -132,7 +135,7 @@ def decode(payload: bytes, types: Mapping[str, type[Event]], max_payload: int) -
     if len(payload) > max_payload:
         raise BadMessage(f"oversize: {len(payload)} bytes, more than max_payload={max_payload}")
     try:
-        envelope = json.loads(payload)
+        envelope = _from_json(payload)  # pydantic-core's parser: a third of json.loads's time
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadMessage(f"malformed: not JSON ({exc})") from None
     if not isinstance(envelope, dict) or envelope.get("specversion") != _SPECVERSION:
