@@ -278,6 +278,13 @@ class Bridge:
         self._done_scheduled = False
         self._handler_cache: dict[type, tuple[Subscription, ...]] = {}
         self._handler_cache_of: object = None
+        # Made here, used on the loop only (asyncio.Event binds to a loop at first use), so
+        # that a post racing with the start of the loop finds them.
+        self._wake_send = asyncio.Event()
+        self._wake_settle = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._main_task: asyncio.Task[None] | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -302,6 +309,8 @@ class Bridge:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._main())
+        except asyncio.CancelledError:  # closed before the engine was ever reached
+            pass
         except BaseException:  # a killed bridge's loop was stopped: nothing to report
             if not self._killed:
                 _logger.exception("%r: its loop failed", self)
@@ -322,10 +331,7 @@ class Bridge:
             await abandon()
 
     async def _main(self) -> None:
-        self._wake_send = asyncio.Event()
-        self._wake_settle = asyncio.Event()
-        self._room = asyncio.Event()
-        self._stopped = asyncio.Event()
+        self._main_task = asyncio.current_task()
         await self._engine_call(self._session.start)
         self._ready.set()
         self._tasks.append(asyncio.create_task(self._sender()))
@@ -665,6 +671,8 @@ class Bridge:
             _logger.warning("%r: could not give up its engine session cleanly: %s", self, exc)
             clean = False
         self._stopped.set()
+        if not self._tasks and self._main_task is not None:  # still waiting for the engine at start
+            self._main_task.cancel()
         return clean and not unsent
 
     def _fail_unsent(self) -> int:

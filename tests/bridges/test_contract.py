@@ -631,6 +631,24 @@ def test_engine_killed_and_restarted(
     wait_until(lambda: harness.pending("g") == 0)
 
 
+def test_a_bridge_started_while_the_engine_is_down_catches_up(
+    own_harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """bridge() returns while the engine is unreachable; once it is back, what was posted is delivered."""
+    harness = own_harness
+    harness.outage()
+    started = time.monotonic()
+    _, in_bridge, sub = consumer(buses, harness, events=[Placed])
+    prod, _ = producer(buses, harness, events=[Placed])
+    assert time.monotonic() - started < 5
+    deliveries = [prod.publish(Placed(order_id=i)) for i in range(10)]
+    harness.restore(keep_data=False)
+    for delivery in deliveries:
+        assert delivery.result(30) == []
+    wait_until(lambda: sub.count() == 10, timeout=30)
+    assert in_bridge.close(timeout=10)
+
+
 # -- security and dependencies -------------------------------------------------------------------------
 
 
