@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Bridge", "BridgeStats", "Routes"]
 
 _logger: Final = logging.getLogger("eventbus.bridge")
+_Job = tuple[object, "tuple[Subscription, ...]", Delivery | None]  # what the feeder submits
 _T = TypeVar("_T")
 _consumer_numbers = itertools.count(1)
 _BATCH: Final = 512  # events per pipelined send
@@ -166,15 +167,20 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
 
 
 class _Item:
-    """An incoming message on its way through the bus."""
+    """An incoming message on its way through the bus; called with its delivery when that is done."""
 
-    __slots__ = ("event", "handlers", "incoming", "key")
+    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key")
 
-    def __init__(self, incoming: Incoming, event: Event, key: str | None) -> None:
+    def __init__(self, bridge: Bridge, incoming: Incoming, event: Event, key: str | None) -> None:
+        self.bridge = bridge
         self.incoming = incoming
         self.event = event
         self.key = key
         self.handlers: tuple[Subscription, ...] = ()
+        self.delivery: Delivery | None = None
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.bridge._delivered(self)
 
 
 @final
@@ -271,9 +277,9 @@ class Bridge:
         self._outage_since: float | None = None
         self._outage_attempts = 0
         self._session: EngineSession = engine.session(self.config)
-        self._feed: queue.SimpleQueue[list[Callable[[], None]] | None] = queue.SimpleQueue()
-        self._jobs: list[Callable[[], None]] = []  # for the feeder, handed over once per batch read
-        self._done: deque[tuple[_Item, Delivery]] = deque()  # finished deliveries, for the loop
+        self._feed: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._jobs: list[_Job] = []  # for the feeder, handed over once per batch read
+        self._done: deque[_Item] = deque()  # finished deliveries, for the loop
         self._done_lock = threading.Lock()
         self._done_scheduled = False
         self._handler_cache: dict[type, tuple[Subscription, ...]] = {}
@@ -456,7 +462,7 @@ class Bridge:
                 self._settle(incoming, dead=(str(exc), None, None))
                 continue
             key = envelope.get("partitionkey")
-            item = _Item(incoming, event, key if isinstance(key, str) else None)
+            item = _Item(self, incoming, event, key if isinstance(key, str) else None)
             if item.key is not None:
                 waiting = self._busy.get(item.key)
                 if waiting is not None:
@@ -479,41 +485,29 @@ class Bridge:
             if cls is not Message:
                 self._handler_cache[cls] = found
         item.handlers = found
-        if not item.handlers:
-            dead_handlers = registry.handlers_for(DeadEvent(event=event))
+        if not found:
+            dead = DeadEvent(event=event)
+            dead_handlers = registry.handlers_for(dead)
             if dead_handlers:
-                self._jobs.append(lambda: self._bus._submit(DeadEvent(event=event), dead_handlers, None, None))
+                self._jobs.append((dead, dead_handlers, None))
             self._settle(item.incoming, key=item.key)
             return
-        delivery = Delivery(event, len(item.handlers))
-        done, done_lock, loop = self._done, self._done_lock, self._loop
-
-        def finished(_: Delivery) -> None:
-            # One wake-up of the loop for all the deliveries that finish meanwhile.
-            done.append((item, delivery))
-            with done_lock:
-                if self._done_scheduled:
-                    return
-                self._done_scheduled = True
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the bridge was killed
-                loop.call_soon_threadsafe(self._drain_done)
-
-        delivery.add_done_callback(finished)
-        handlers = item.handlers
-        submit = self._bus._submit
-
-        def feed() -> None:
-            try:
-                submit(event, handlers, delivery, None)
-            except BaseException as exc:  # the bus closed under us: count it as a failed attempt
-                for index in range(len(handlers)):
-                    delivery._settle(index, error=exc)
-                if not isinstance(exc, Exception):
-                    raise
-
-        self._jobs.append(feed)
+        delivery = item.delivery = Delivery(event, len(found))
+        delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
+        self._jobs.append((event, found, delivery))
         if not self._batching:
             self._flush_jobs()
+
+    def _delivered(self, item: _Item) -> None:
+        """Called on the thread that finished *item*'s delivery: queue it for the loop."""
+        # One wake-up of the loop for all the deliveries that finish meanwhile.
+        self._done.append(item)
+        with self._done_lock:
+            if self._done_scheduled:
+                return
+            self._done_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the bridge was killed
+            self._loop.call_soon_threadsafe(self._drain_done)
 
     def _flush_jobs(self) -> None:
         if self._jobs:
@@ -527,13 +521,14 @@ class Bridge:
         self._batching = True
         try:
             while done:
-                self._finished(*done.popleft())
+                self._finished(done.popleft())
         finally:
             self._batching = False
             self._flush_jobs()
 
-    def _finished(self, item: _Item, delivery: Delivery) -> None:
-        errors = delivery._errors
+    def _finished(self, item: _Item) -> None:
+        assert item.delivery is not None
+        errors = item.delivery._errors
         if not errors:
             self._settle(item.incoming, key=item.key)
             return
@@ -616,11 +611,16 @@ class Bridge:
             jobs = self._feed.get()
             if jobs is None:
                 return
-            for job in jobs:
+            submit = self._bus._submit
+            for event, handlers, delivery in jobs:
                 try:
-                    job()
-                except Exception:
-                    _logger.exception("%r: handing an event to the bus failed", self)
+                    submit(event, handlers, delivery, None)
+                except Exception as exc:  # the bus closed under us: count it as a failed attempt
+                    if delivery is None:
+                        _logger.exception("%r: handing an event to the bus failed", self)
+                        continue
+                    for index in range(len(handlers)):
+                        delivery._settle(index, error=exc)
 
     # -- closing ---------------------------------------------------------------------------------
 

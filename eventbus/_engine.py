@@ -20,7 +20,7 @@ The split of work, for an engine author:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
@@ -76,7 +76,6 @@ class Incoming:
     """The delivery attempt, counting deliveries to consumers that died."""
     reclaimed: bool = False
     """Taken over from another consumer (or from this consumer's previous life)."""
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
