@@ -594,6 +594,8 @@ class Bridge:
         while True:
             await self._wake_settle.wait()
             self._wake_settle.clear()
+            if len(self._acks) < _BATCH // 4 and not self._closing:
+                await asyncio.sleep(0.001)  # gather a batch: one round trip acknowledges them all
             while self._acks or self._deads:
                 acks, self._acks = self._acks, []
                 deads, self._deads = self._deads, []

@@ -86,6 +86,15 @@ end
 return #ARGV / 2
 """
 
+# KEYS: the partition streams. ARGV: the group, then (1-based stream index, entry id) pairs.
+_ACK: Final = """
+local acked = 0
+for i = 2, #ARGV, 2 do
+  acked = acked + redis.call('XACK', KEYS[tonumber(ARGV[i])], ARGV[1], ARGV[i + 1])
+end
+return acked
+"""
+
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -206,6 +215,7 @@ class _RedisSession:
         self._heartbeat: Any = None
         self._release: Any = None
         self._append: Any = None
+        self._ack: Any = None
         self.started = False
         self.owned: set[int] = set(range(config.partitions)) if config.broadcast else set()
         self._to_claim: set[int] = set()
@@ -222,6 +232,7 @@ class _RedisSession:
             self._heartbeat = self._redis.register_script(_HEARTBEAT)
             self._release = self._redis.register_script(_RELEASE)
             self._append = self._redis.register_script(_APPEND)
+            self._ack = self._redis.register_script(_ACK)
         return self._redis
 
     async def start(self) -> None:
@@ -357,14 +368,16 @@ class _RedisSession:
             self._flying[item.partition].discard(item.id)
 
     async def ack(self, items: list[Incoming]) -> None:
-        by_stream: dict[str, list[str]] = defaultdict(list)
-        for item in items:
-            by_stream[self._streams[item.partition]].append(item.id)
-        async with _guard(self):
-            pipe = self._r.pipeline(transaction=False)
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, self._group, *ids)
-            await pipe.execute()
+        if len({item.partition for item in items}) == 1:
+            async with _guard(self):
+                await self._r.xack(self._streams[items[0].partition], self._group, *(i.id for i in items))
+        else:  # one script call for every stream, as for sending
+            args: list[int | str] = [self._group or ""]
+            for item in items:
+                args.append(item.partition + 1)
+                args.append(item.id)
+            async with _guard(self):
+                await self._ack(keys=self._streams, args=args)
         self._landed(items)
 
     async def dead_letter(self, item: Incoming, reason: str, error: str | None, handler: str | None) -> None:
