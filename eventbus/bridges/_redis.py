@@ -3,7 +3,8 @@
 The mapping (``docs/scaling-out.md`` gives the reasoning):
 
 - ``{ns}:stream:{p}`` for each partition *p*: the events, one field ``ce`` holding
-  the CloudEvents JSON. ``XADD`` in pipelined batches.
+  the CloudEvents JSON. A batch of up to 512 events is one script call that runs
+  ``XADD`` for each (one command and one reply per batch; stored whole or not at all).
 - One consumer group per bridge ``group=`` on every partition stream, created at
   ``0`` (a new group reads what the streams still hold). ``broadcast=True`` makes
   a private group per consumer, created at ``$`` and destroyed at close.
@@ -16,7 +17,7 @@ The mapping (``docs/scaling-out.md`` gives the reasoning):
   group in it (``XPENDING`` + ``XCLAIM``, in id order), then reads new entries
   (``XREADGROUP >``). So a dead consumer's entries are redelivered after its
   lease runs out (``claim_after``), in order, before anything newer.
-- ``XACK`` in pipelined batches; dead letters go to ``{ns}:dead`` with the
+- ``XACK`` in batches (one script call across partitions); dead letters go to ``{ns}:dead`` with the
   ``XACK`` in one ``MULTI``. No ``XGROUP DELCONSUMER`` (it drops pending entries).
 """
 
