@@ -615,6 +615,8 @@ class Bridge:
                 return
             submit = self._bus._submit
             for event, handlers, delivery in jobs:
+                if self._killed:  # as if the process had died: nothing more reaches the bus
+                    break
                 try:
                     submit(event, handlers, delivery, None)
                 except Exception as exc:  # the bus closed under us: count it as a failed attempt

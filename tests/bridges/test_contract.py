@@ -229,6 +229,27 @@ def test_bad_events_are_refused_at_post(harness: Harness, buses: Callable[..., E
     assert bus.publish(Message("x", {"ok": [1, 2]})).result(10) == []
 
 
+def test_messages_cross_by_topic(harness: Harness, buses: Callable[..., EventBus]) -> None:
+    """A bridged Message crosses with its topic and data; topic handlers receive it, keyed by its ordering key."""
+    seen: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+
+    @subscribe("jobs.run")
+    def on_job(message: Message) -> None:
+        with lock:
+            seen.append((message.topic, message.data))
+
+    worker = buses("ordered")
+    worker.register(on_job)
+    bridge = worker.bridge(harness.engine(), events=[Message], group="g", namespace=harness.namespace)
+    sender = buses("sync")
+    sender.bridge(harness.engine(), events=[Message], namespace=harness.namespace)
+    for i in range(20):
+        sender.post(Message("jobs.run", {"n": i}, ordered="queue-1"))
+    wait_until(lambda: bridge.stats().acked == 20)
+    assert seen == [("jobs.run", {"n": i}) for i in range(20)]
+
+
 def test_shutdown_right_after_5000_posts_stores_all(harness: Harness, buses: Callable[..., EventBus]) -> None:
     """bus.shutdown() closes the bridge first, which flushes: all 5,000 posted events are stored."""
     prod, bridge = producer(buses, harness)
@@ -496,9 +517,13 @@ class LocalWorker:
         self.fleet = fleet
         self.number = number
         self.delay = delay
+        self.dead = False
+        """Set when its "process" is killed: a dead process handles (and records) nothing more."""
 
     @subscribe
     def on_tick(self, event: Tick) -> None:
+        if self.dead:
+            return
         with self.fleet.lock:
             self.fleet.local.append((event.key, event.n, self.number, time.time_ns()))
         time.sleep(self.delay)
@@ -524,6 +549,7 @@ class Fleet:
         self.bridges: list[Bridge] = []
         self.lock = threading.Lock()
         self.local: list[tuple[int, int, int, int]] = []
+        self.workers: list[LocalWorker] = []
         for i in range(consumers):
             if harness.processes:
                 url = harness.url  # type: ignore[attr-defined]  # RedisHarness
@@ -536,7 +562,9 @@ class Fleet:
             else:
                 bus = buses("ordered")
 
-                bus.register(LocalWorker(self, i, delay))
+                worker = LocalWorker(self, i, delay)
+                self.workers.append(worker)
+                bus.register(worker)
                 self.bridges.append(
                     bus.bridge(
                         harness.engine(),
@@ -564,6 +592,7 @@ class Fleet:
             self.processes[index].kill()
             self.processes[index].wait(10)
         else:
+            self.workers[index].dead = True
             self.bridges[index]._kill()
 
     def stop(self) -> None:
