@@ -7,8 +7,11 @@ Redis tests run on `redis-server` subprocesses that these fixtures start on free
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +149,23 @@ def _need_redis() -> None:
             "redis-server is not installed: the bridge tests need Debian's redis-server "
             "(bash scripts/check.sh installs it as root: apt-get install redis-server)"
         )
+
+
+@pytest.fixture(autouse=True)
+def _no_bridge_threads_left() -> Iterator[None]:
+    """After each test, wait (bounded) until its bridges' threads have ended, then collect garbage.
+
+    A bridge's threads hold the bridge, and through it the test's subscribers and
+    their classes; letting them go on a background thread while a later test
+    checks what the garbage collector frees would make that test flaky.
+    """
+    yield
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not any(t.name.startswith("eventbus-bridge") for t in threading.enumerate()):
+            break
+        time.sleep(0.01)
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
