@@ -159,10 +159,11 @@ def _no_bridge_threads_left() -> Iterator[None]:
     their classes; letting them go on a background thread while a later test
     checks what the garbage collector frees would make that test flaky.
     """
+    before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if not any(t.name.startswith("eventbus-bridge") for t in threading.enumerate()):
+    while time.monotonic() < deadline:  # the test's threads (bridges, bus workers, timers) have ended
+        if not [t for t in threading.enumerate() if t not in before and t.is_alive()]:
             break
         time.sleep(0.01)
     gc.collect()
