@@ -4,6 +4,7 @@ Subscribers are plain classes whose methods carry ``@subscribe``; events are
 frozen pydantic models; a pluggable strategy runs the handlers.
 """
 
+from ._bridge import Bridge, BridgeStats
 from ._bus import EventBus
 from ._compiled import compiled
 from ._decorators import subscribe
@@ -18,6 +19,8 @@ from ._waiting import EventStream
 
 __all__ = [
     "AsyncioDelivery",
+    "Bridge",
+    "BridgeStats",
     "BusClosedError",
     "BusStats",
     "ConcurrentDelivery",

@@ -6,17 +6,19 @@ import asyncio
 import itertools
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final, overload
 
 from . import _awaiting, _waiting
+from ._bridge import Bridge
 from ._checks import check_positive_int
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
 from ._registry import Registry, Subscription
+from ._routes import Routes
 from ._strategies import (
     AsyncioDelivery,
     ConcurrentDelivery,
@@ -27,6 +29,7 @@ from ._strategies import (
 )
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._loops import HandlerLoops
 
 __all__ = ["EventBus"]
@@ -154,10 +157,12 @@ class EventBus:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_bridges",
         "_closed",
         "_dispatcher",
         "_dropped",
         "_registry",
+        "_routes",
         "_strategy",
         "_submit",
         "_watchers",
@@ -187,6 +192,8 @@ class EventBus:
         self._submit = self._strategy.submit
         self._closed = False
         self._watchers = _waiting.Watchers()
+        self._routes: Routes[Bridge] | None = None  # bridged classes (#12)
+        self._bridges: list[Bridge] = []
         # Two hot paths installed on the instance, each to take one call instead of
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
@@ -215,6 +222,8 @@ class EventBus:
             SubscriptionError: A handler cannot receive what it subscribed to, or a
                 class was given instead of an instance. Nothing was registered.
         """
+        if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
+            self._routes.check(subscriber)
         self._registry.add(subscriber)
 
     def unregister(self, subscriber: object) -> bool:
@@ -297,6 +306,10 @@ class EventBus:
             raise TypeError(f"data= goes with a topic string, not with {type(event).__qualname__}; put it in the event")
         elif event is None:
             raise TypeError("cannot post None; post an Event, a topic string or another object")
+        if self._routes is not None:  # a bridged class goes to its bridge, not to local handlers (#12)
+            bridge = self._routes.find(type(event))
+            if bridge is not None:
+                return bridge._send(event, publish, timeout)  # type: ignore[arg-type]  # bridged classes are Events
         handlers = self._registry.handlers_for(event)
         state = self._dispatcher.state()
         dead = not handlers
@@ -315,6 +328,100 @@ class EventBus:
         if dead:  # counted once accepted: a QueueFullError retry must not count it twice
             state.dead += 1
         return delivery
+
+    # -- bridges (#12) ---------------------------------------------------------------------------
+
+    def bridge(
+        self,
+        engine: Engine,
+        *,
+        events: Iterable[type],
+        group: str | None = None,
+        broadcast: bool = False,
+        namespace: str = "eventbus",
+        partitions: int = 8,
+        max_deliver: int = 5,
+        claim_after: float = 30.0,
+        max_payload: int = 1 << 20,
+        consumer: str | None = None,
+        window: int = 256,
+        retry_delay: tuple[float, float] = (0.1, 10.0),
+    ) -> Bridge:
+        """Carry the *events* classes through a distributed *engine*; return the running `Bridge`.
+
+        Posting an instance of a bridged class sends it to the engine instead of
+        to local handlers. With ``group=``, this bus also reads them: each group
+        gets every event once, one consumer of the group handles it, here through
+        the bus's strategy, acknowledged once every handler succeeded. With
+        ``broadcast=True`` every such bus gets every event. The scaling-out guide
+        tells the whole contract.
+
+        Args:
+            engine: `eventbus.bridges.RedisStreams`, or `eventbus.testing.InMemoryEngine`.
+            events: The event classes that cross (Event subclasses, or `Message`).
+            group: The consumer group to read as; `None` (and no *broadcast*): send only.
+            broadcast: Read every event in this bus, in a group of its own.
+            namespace: The prefix of every stream.
+            partitions: Streams per namespace; events with one ordering key share
+                one, and each partition is read by one consumer of a group at a time.
+                Every bridge of a namespace must use the same number.
+            max_deliver: Attempts before an event goes to the dead letters.
+            claim_after: Seconds after which a silent consumer's partitions and
+                unacknowledged events pass to another consumer of its group.
+            max_payload: The largest encoded event, in bytes.
+            consumer: This consumer's name in its group (default: host, pid and a number).
+            window: The most events read and not yet acknowledged.
+            retry_delay: Base and cap, in seconds, of the backoff between attempts.
+
+        Raises:
+            ValueError: Bad options, or a class is already bridged, or two classes share a topic.
+            SubscriptionError: A registered handler subscribes to a class bridged without a group.
+        """
+        if self._closed:
+            raise BusClosedError(f"{self.name} has been shut down; it takes no bridges")
+        strategy_room = getattr(self._strategy, "max_queued", window)
+        made = Bridge(
+            self,
+            engine,
+            events,
+            group=group,
+            broadcast=broadcast,
+            namespace=namespace,
+            partitions=partitions,
+            max_deliver=max_deliver,
+            claim_after=claim_after,
+            max_payload=max_payload,
+            consumer=consumer,
+            window=min(window, strategy_room) if isinstance(strategy_room, int) else window,
+            max_outbound=strategy_room if isinstance(strategy_room, int) else 10_000,
+            retry_delay=retry_delay,
+        )
+        routes: Routes[Bridge] = self._routes if self._routes is not None else Routes()
+        try:
+            routes.add(made, made.classes, made.receives)
+        except BaseException:
+            made._discard()
+            raise
+        try:
+            for cls in made.classes if not made.receives else ():
+                for sub in self._registry.subscribers(cls):
+                    routes.check_handler(sub.name, sub.key, sub.subscriber)
+        except BaseException:
+            routes.remove(made)
+            made._discard()
+            raise
+        self._routes = routes
+        self._bridges.append(made)
+        self._registry.bridged = routes.bridged
+        self._registry.dispatch = {}  # cached handler tuples of the bridged classes go stale
+        vars(self).pop("register", None)  # register() checks the routes now
+        made._start()
+        return made
+
+    def _unbridge(self, bridge: Bridge) -> None:
+        """Forget a closed bridge (its classes stay routed to it: posting them raises `BusClosedError`)."""
+        if bridge in self._bridges:
+            self._bridges.remove(bridge)
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -336,6 +443,8 @@ class EventBus:
         """
         self._closed = True
         vars(self).pop("post", None)  # back to the checking post(), which refuses events now
+        for bridge in list(self._bridges):  # bridges first: they finish what they read through the strategy (#12)
+            bridge.close(timeout)
         self._dropped.detach()  # shut down by hand: nothing left to do when it is collected
         done = self._strategy.shutdown(wait, timeout)
         self._registry.loops.close()  # the event loops of async handlers (thread-based strategies)
@@ -418,6 +527,8 @@ class EventBus:
             `True` if every accepted event was delivered.
         """
         self._closed = True
+        for bridge in list(self._bridges):  # bridges first (#12)
+            await bridge.aclose(timeout)
         return await _awaiting.ashutdown(self._strategy, self.shutdown, timeout, self.name)
 
     @overload

@@ -198,7 +198,7 @@ class Registry:
     dispatch cache without locking on a hit.
     """
 
-    __slots__ = ("_by_topic", "_by_type", "_lock", "_records", "_seq", "dispatch", "loops")
+    __slots__ = ("_by_topic", "_by_type", "_lock", "_records", "_seq", "bridged", "dispatch", "loops")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -211,6 +211,8 @@ class Registry:
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
         self.loops: HandlerLoops = HandlerLoops()
         """Where the blocking wrappers of ``async def`` handlers run their coroutines."""
+        self.bridged: Callable[[type], bool] | None = None
+        """Set by the bus's bridges: classes that go to a bridge, not to local handlers, on post (#12)."""
 
     # -- registration ---------------------------------------------------------------
 
@@ -376,7 +378,9 @@ class Registry:
             dispatch = self.dispatch
             found = dispatch.get(key)
             if found is None:
-                found = self._collect(cls.__mro__, topic)
+                # A bridged class has no local handlers for post(): its events go to the bridge (#12).
+                bridged = self.bridged is not None and self.bridged(cls)
+                found = () if bridged else self.collect(cls.__mro__, topic)
                 if len(dispatch) >= _MAX_CACHED_KEYS:
                     dispatch = self.dispatch = {}
                 dispatch[key] = found
@@ -392,10 +396,11 @@ class Registry:
                 subs = [s for cls in carriers for s in self._collect_unordered(cls.__mro__, key)]
                 return _order(subs)
             if isinstance(key, type):
-                return self._collect(key.__mro__, _static_topic(key))
+                return self.collect(key.__mro__, _static_topic(key))
         raise TypeError(f"subscribers() takes an event class or a topic string, not {key!r}")
 
-    def _collect(self, mro: tuple[type, ...], topic: str | None) -> tuple[Subscription, ...]:
+    def collect(self, mro: tuple[type, ...], topic: str | None) -> tuple[Subscription, ...]:
+        """The handlers of the classes in *mro* and of *topic*, in call order (a registry lookup, uncached)."""
         return _order(self._collect_unordered(mro, topic))
 
     def _collect_unordered(self, mro: tuple[type, ...], topic: str | None) -> list[Subscription]:

@@ -41,11 +41,19 @@ from ._decorators import subscribe
 from ._default import get_default_bus, reset_default_bus, set_default_bus
 from ._delivery import Delivery
 from ._events import topic_of
+from ._memory import InMemoryEngine
 
 if TYPE_CHECKING:
     from . import Dispatcher, ErrorContext, Subscriber, Subscription
 
-__all__ = ["EventRecorder", "StrictDelivery", "capture_events", "isolated_default_bus", "make_test_bus"]
+__all__ = [
+    "EventRecorder",
+    "InMemoryEngine",
+    "StrictDelivery",
+    "capture_events",
+    "isolated_default_bus",
+    "make_test_bus",
+]
 
 _SHOWN: Final = 20  # events listed in an assertion message before "... and N more"
 _REPR_WIDTH: Final = 160  # characters of one event's repr in an assertion message

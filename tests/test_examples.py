@@ -94,6 +94,14 @@ EXPECTED: dict[str, list[Expectation]] = {
         "passed: test_a_failing_handler_fails_the_test",
         "passed: test_code_that_uses_the_default_bus",
     ],
+    "08_scale_out_redis.py": [
+        "3 workers ready",
+        "posted 2400 deposits",
+        "killed worker 1 with SIGKILL midway",
+        Part("applied 2400 of 2400 deposits"),
+        "every balance is 45150: True",
+        "out of order: 0",
+    ],
     "09_custom_strategy.py": [
         "publish().result(): [-10]",
         "joined: True",

@@ -720,6 +720,7 @@ def test_public_names() -> None:
     assert testing.__all__ == sorted(testing.__all__)
     assert set(testing.__all__) == {
         "EventRecorder",
+        "InMemoryEngine",
         "StrictDelivery",
         "capture_events",
         "isolated_default_bus",

@@ -1,0 +1,751 @@
+"""`Bridge`: one bus across processes, through a distributed engine (SPEC section 11).
+
+A bridge owns one daemon thread running its own asyncio loop, where all engine
+I/O happens, and one feeder thread that hands events read from the engine to the
+bus's strategy (on the sync strategy the handlers run on that thread; on the
+others it only queues them). So a bridge works with every strategy and never
+runs engine I/O on an asyncio bus's loop, nor handlers on its I/O loop.
+
+Outbound: ``post`` of a bridged event encodes it on the posting thread (so that
+bad data fails there), appends it to a bounded buffer and returns; the sender
+task stores the buffer in pipelined batches. Inbound: the receiver reads no more
+than the bridge's window, events with one ordering key go to the bus one at a
+time in stored order (a failed one is retried before the next starts), and each
+is acknowledged once every local handler succeeded, retried with backoff on
+failure and dead-lettered after ``max_deliver`` attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
+
+from ._delivery import Delivery
+from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnavailable, Incoming
+from ._errors import BusClosedError, QueueFullError
+from ._events import DeadEvent, Event, Message
+from ._wire import BadMessage, decode, encode, partition_of, source_of
+
+if TYPE_CHECKING:
+    from ._registry import Registry, Subscription
+
+__all__ = ["Bridge", "BridgeHost", "BridgeStats"]
+
+_logger: Final = logging.getLogger("eventbus.bridge")
+_Job = tuple[object, "tuple[Subscription, ...]", Delivery | None]  # what the feeder submits
+_T = TypeVar("_T")
+_consumer_numbers = itertools.count(1)
+_BATCH: Final = 512  # events per pipelined send
+_SETUP_WAIT: Final = 10.0  # how long bridge() waits for the engine before going on in the background
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class BridgeStats:
+    """A snapshot of a bridge's counters."""
+
+    sent: int
+    """Events stored in the engine by this bridge."""
+    received: int
+    """Messages read from the engine (redeliveries included)."""
+    acked: int
+    """Messages acknowledged after every local handler succeeded."""
+    retried: int
+    """Handler failures that were delivered again."""
+    dead_lettered: int
+    """Messages written to the dead letters (bad input or out of attempts)."""
+    reclaimed: int
+    """Messages taken over from consumers that died."""
+    outbound: int
+    """Events accepted and not yet stored."""
+    in_flight: int
+    """Messages read and not yet acknowledged or dead-lettered."""
+    outages: int
+    """Times the engine became unreachable."""
+
+
+def _backoff(attempt: int, base: float, cap: float) -> float:
+    """Capped exponential backoff with full jitter in its upper half."""
+    delay: float = min(cap, base * 2.0 ** min(attempt, 30))
+    return delay * random.uniform(0.5, 1.0)
+
+
+class _Item:
+    """An incoming message on its way through the bus; called with its delivery when that is done."""
+
+    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key")
+
+    def __init__(self, bridge: Bridge, incoming: Incoming, event: Event, key: str | None) -> None:
+        self.bridge = bridge
+        self.incoming = incoming
+        self.event = event
+        self.key = key
+        self.handlers: tuple[Subscription, ...] = ()
+        self.delivery: Delivery | None = None
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.bridge._delivered(self)
+
+
+class BridgeHost(Protocol):
+    """What a bridge needs of its bus (`EventBus` is one): a name, the registry, a way to submit."""
+
+    name: str
+    _registry: Registry
+    _submit: Callable[..., None]
+
+    def _unbridge(self, bridge: Bridge) -> None: ...
+
+
+@final
+class Bridge:
+    """A running bridge between a bus and a distributed engine; made by `EventBus.bridge`.
+
+    Close it with `close` (or `aclose`, or ``with`` / ``async with``); closing
+    the bus closes its bridges first. Added in version 0.2.
+    """
+
+    def __init__(
+        self,
+        bus: BridgeHost,
+        engine: Engine,
+        events: Iterable[type],
+        *,
+        group: str | None,
+        broadcast: bool,
+        namespace: str,
+        partitions: int,
+        max_deliver: int,
+        claim_after: float,
+        max_payload: int,
+        consumer: str | None,
+        window: int,
+        max_outbound: int,
+        retry_delay: tuple[float, float],
+    ) -> None:
+        classes: list[Any] = list(events)  # checked below: callers may pass anything
+        if not classes:
+            raise ValueError("events= must list at least one event class to bridge")
+        types: dict[str, type[Event]] = {}
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is DeadEvent:
+                raise TypeError(f"events= takes Event subclasses (or Message), not {cls!r}")
+            topic = "" if cls is Message else cls.topic
+            if topic in types:
+                raise ValueError(
+                    f"{cls.__qualname__} and {types[topic].__qualname__} share the topic {topic!r}; "
+                    "a receiver could not tell them apart. Give one of them its own topic."
+                )
+            types[topic] = cls
+        if group is not None and broadcast:
+            raise ValueError("give group= or broadcast=True, not both")
+        if group is not None and (not isinstance(group, str) or not group):  # type: ignore[redundant-expr]  # untyped callers
+            raise ValueError(f"group= must be a non-empty string, not {group!r}")
+        for name, value in (("partitions", partitions), ("max_deliver", max_deliver), ("max_payload", max_payload)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:  # type: ignore[redundant-expr]  # untyped callers
+                raise ValueError(f"{name}= must be a positive int, not {value!r}")
+        if not claim_after > 0:
+            raise ValueError(f"claim_after= must be positive seconds, not {claim_after!r}")
+        self._bus = bus
+        self._engine = engine
+        self.classes: tuple[type[Event], ...] = tuple(classes)
+        """The bridged event classes."""
+        self._types = types
+        self.receives: bool = group is not None or broadcast
+        """Whether this bridge reads events (it has a group, or broadcasts)."""
+        consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{next(_consumer_numbers)}"
+        self.config: BridgeConfig = BridgeConfig(
+            namespace=namespace,
+            group=(f"broadcast.{consumer}" if broadcast else group),
+            broadcast=broadcast,
+            partitions=partitions,
+            consumer=consumer,
+            claim_after=float(claim_after),
+        )
+        """What the bridge asked its engine for."""
+        self._max_deliver = max_deliver
+        self._max_payload = max_payload
+        self._source = source_of(bus.name)
+        self._window = max(1, window)
+        self._max_outbound = max(1, max_outbound)
+        self._retry_delay = retry_delay
+        self._counter = itertools.count()
+        # Outbound buffer: any thread appends under _space; the sender task takes.
+        self._space = threading.Condition(threading.Lock())
+        self._out: deque[tuple[int, bytes, Delivery | None]] = deque()
+        self._sending = 0  # taken from _out and not yet stored
+        self._sender_idle = True
+        self._closing = False  # no more posts
+        self._closed = False
+        self._killed = False
+        # Counters (written on the loop thread, or under _space for outbound).
+        self._sent = self._received = self._acked = self._retried = self._dead = self._outages = 0
+        # Inbound state, on the loop thread only.
+        self._in_flight = 0
+        self._batching = False  # inside a batch: jobs for the feeder wait for its end
+        self._busy: dict[str, deque[_Item]] = {}  # ordering key -> items waiting behind the running one
+        self._timers: dict[int, tuple[asyncio.TimerHandle, _Item]] = {}
+        self._acks: list[Incoming] = []
+        self._abandoned: list[Incoming] = []  # left unacknowledged at close, for the next owner
+        self._deads: list[tuple[Incoming, str, str | None, str | None]] = []
+        self._outage_since: float | None = None
+        self._outage_attempts = 0
+        self._session: EngineSession = engine.session(self.config)
+        self._feed: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._jobs: list[_Job] = []  # for the feeder, handed over once per batch read
+        self._done: deque[_Item] = deque()  # finished deliveries, for the loop
+        self._done_lock = threading.Lock()
+        self._done_scheduled = False
+        self._handler_cache: dict[type, tuple[Subscription, ...]] = {}
+        self._handler_cache_of: object = None
+        # Made here, used on the loop only (asyncio.Event binds to a loop at first use), so
+        # that a post racing with the start of the loop finds them.
+        self._wake_send = asyncio.Event()
+        self._wake_settle = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._main_task: asyncio.Task[None] | None = None
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._thread = threading.Thread(target=self._run, name=f"eventbus-bridge-{consumer}", daemon=True)
+        self._feeder = threading.Thread(target=self._feed_loop, name=f"eventbus-bridge-feed-{consumer}", daemon=True)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._thread.start()
+        if self.receives:
+            self._feeder.start()
+        if not self._ready.wait(_SETUP_WAIT):
+            _logger.warning("%r: the engine did not answer within %s s; going on in the background", self, _SETUP_WAIT)
+
+    def _discard(self) -> None:
+        """Drop a bridge that was never started."""
+        self._closed = True
+        self._loop.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        except asyncio.CancelledError:  # closed before the engine was ever reached
+            pass
+        except BaseException:  # a killed bridge's loop was stopped: nothing to report
+            if not self._killed:
+                _logger.exception("%r: its loop failed", self)
+        finally:
+            if self._killed:  # as the OS would at a crash: drop the connections, give nothing up
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(self._abandon())
+            with contextlib.suppress(Exception):
+                self._loop.close()
+
+    async def _abandon(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        abandon = getattr(self._session, "abandon", None)
+        if abandon is not None:
+            await abandon()
+
+    async def _main(self) -> None:
+        self._main_task = asyncio.current_task()
+        await self._engine_call(self._session.start)
+        self._ready.set()
+        self._tasks.append(asyncio.create_task(self._sender()))
+        if self.receives:
+            self._tasks.append(asyncio.create_task(self._receiver()))
+            self._tasks.append(asyncio.create_task(self._settler()))
+        await self._stopped.wait()
+
+    # -- engine calls with reconnection ------------------------------------------------------
+
+    async def _engine_call(self, op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """Run *op*; while the engine is unreachable, back off and retry (logging the outage once)."""
+        attempt = 0
+        while True:
+            try:
+                result = await op(*args)
+            except EngineUnavailable as exc:
+                attempt += 1
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    self._outage_attempts = 0
+                    self._outages += 1
+                    _logger.warning("%r: engine unreachable (%s); retrying with backoff", self, exc)
+                self._outage_attempts += 1
+                self._ready.set()  # bridge() must not wait out an outage
+                await asyncio.sleep(_backoff(attempt, 0.05, 2.0))
+                with contextlib.suppress(EngineUnavailable):
+                    await self._session.start()
+                continue
+            if self._outage_since is not None:
+                _logger.warning(
+                    "%r: engine reachable again after %.1f s (%d attempts)",
+                    self,
+                    time.monotonic() - self._outage_since,
+                    self._outage_attempts,
+                )
+                self._outage_since = None
+            return result
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, event: Event, publish: bool, timeout: float | None) -> Delivery | None:
+        """Accept *event* into the outbound buffer (called by the bus's post and publish)."""
+        payload, key = encode(event, self._source, self._max_payload)
+        partition = partition_of(key, self.config.partitions, next(self._counter))
+        delivery = Delivery(event, 1) if publish else None
+        wake = False
+        with self._space:
+            if self._closing:
+                raise BusClosedError(f"{self!r} is closed and sends no more events")
+            if len(self._out) + self._sending >= self._max_outbound:  # a batch being sent still counts
+                on_loop = _on_a_running_loop()
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while len(self._out) + self._sending >= self._max_outbound:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if on_loop or (remaining is not None and remaining <= 0):
+                        raise QueueFullError(
+                            f"{self._max_outbound} events wait to be sent by {self!r}; this event was not accepted"
+                        )
+                    self._space.wait(remaining)
+                    if self._closing:
+                        raise BusClosedError(f"{self!r} is closed and sends no more events")
+            self._out.append((partition, payload, delivery))
+            if self._sender_idle:
+                self._sender_idle = False
+                wake = True
+        if wake:
+            self._call_soon(self._wake_send.set)
+        return delivery
+
+    async def _sender(self) -> None:
+        while True:
+            await self._wake_send.wait()
+            self._wake_send.clear()
+            while True:
+                with self._space:
+                    n = min(len(self._out), _BATCH)
+                    if not n:
+                        self._sender_idle = True
+                        break
+                    batch = [self._out.popleft() for _ in range(n)]
+                    self._sending = n
+                    self._space.notify_all()
+                await self._engine_call(self._session.send, [(p, payload) for p, payload, _ in batch])
+                with self._space:
+                    self._sent += n
+                    self._sending = 0
+                    self._space.notify_all()
+                for _, _, delivery in batch:
+                    if delivery is not None:
+                        delivery._settle(0)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _receiver(self) -> None:
+        while not self._closing:
+            room = self._window - self._in_flight
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            items = await self._engine_call(self._session.receive, room, 1.0)
+            self._batching = True
+            try:
+                self._take(items)
+            finally:
+                self._batching = False
+                self._flush_jobs()
+
+    def _take(self, items: list[Incoming]) -> None:
+        for incoming in items:
+            self._received += 1
+            self._in_flight += 1
+            if incoming.attempt > self._max_deliver:  # its consumers died with it every time
+                reason = f"delivered {incoming.attempt - 1} times, never acknowledged (consumers died)"
+                self._settle(incoming, dead=(reason, None, None))
+                continue
+            try:
+                event, envelope = decode(incoming.payload, self._types, self._max_payload)
+            except BadMessage as exc:
+                _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
+                self._settle(incoming, dead=(str(exc), None, None))
+                continue
+            key = envelope.get("partitionkey")
+            item = _Item(self, incoming, event, key if isinstance(key, str) else None)
+            if item.key is not None:
+                waiting = self._busy.get(item.key)
+                if waiting is not None:
+                    waiting.append(item)
+                    continue
+                self._busy[item.key] = deque()
+            self._dispatch(item)
+
+    def _dispatch(self, item: _Item) -> None:
+        """Hand *item* to the bus (through the feeder thread)."""
+        event = item.event
+        registry = self._bus._registry
+        if self._handler_cache_of is not registry.dispatch:  # registrations changed: collect again
+            self._handler_cache = {}
+            self._handler_cache_of = registry.dispatch
+        cls = type(event)
+        found = self._handler_cache.get(cls) if cls is not Message else None
+        if found is None:
+            found = registry.collect(cls.__mro__, event.topic)
+            if cls is not Message:
+                self._handler_cache[cls] = found
+        item.handlers = found
+        if not found:
+            dead = DeadEvent(event=event)
+            dead_handlers = registry.handlers_for(dead)
+            if dead_handlers:
+                self._jobs.append((dead, dead_handlers, None))
+            self._settle(item.incoming, key=item.key)
+            return
+        delivery = item.delivery = Delivery(event, len(found))
+        delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
+        self._jobs.append((event, found, delivery))
+        if not self._batching:
+            self._flush_jobs()
+
+    def _delivered(self, item: _Item) -> None:
+        """Called on the thread that finished *item*'s delivery: queue it for the loop."""
+        # One wake-up of the loop for all the deliveries that finish meanwhile.
+        self._done.append(item)
+        with self._done_lock:
+            if self._done_scheduled:
+                return
+            self._done_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the bridge was killed
+            self._loop.call_soon_threadsafe(self._drain_done)
+
+    def _flush_jobs(self) -> None:
+        if self._jobs:
+            self._feed.put(self._jobs)
+            self._jobs = []
+
+    def _drain_done(self) -> None:
+        with self._done_lock:
+            self._done_scheduled = False
+        done = self._done
+        self._batching = True
+        try:
+            while done:
+                self._finished(done.popleft())
+        finally:
+            self._batching = False
+            self._flush_jobs()
+
+    def _finished(self, item: _Item) -> None:
+        assert item.delivery is not None
+        errors = item.delivery._errors
+        if not errors:
+            self._settle(item.incoming, key=item.key)
+            return
+        index, error = min(errors, key=lambda pair: pair[0])
+        handler = item.handlers[index].name if index < len(item.handlers) else None
+        incoming = item.incoming
+        if incoming.attempt >= self._max_deliver or self._closing:
+            if self._closing and incoming.attempt < self._max_deliver:
+                # Closing: leave it unacknowledged; the next owner delivers it again.
+                self._in_flight -= 1
+                self._release_key(item.key, abandon=True)
+                self._room.set()
+                return
+            self._settle(
+                incoming,
+                key=item.key,
+                dead=("handler failed", f"{type(error).__qualname__}: {error}", handler),
+            )
+            return
+        self._retried += 1
+        incoming.attempt += 1
+        delay = _backoff(incoming.attempt - 2, *self._retry_delay)
+        token = id(item)
+        self._timers[token] = (self._loop.call_later(delay, self._retry, token), item)
+
+    def _retry(self, token: int) -> None:
+        _, item = self._timers.pop(token)
+        self._dispatch(item)
+
+    def _settle(
+        self,
+        incoming: Incoming,
+        *,
+        key: str | None = None,
+        dead: tuple[str, str | None, str | None] | None = None,
+    ) -> None:
+        """Queue the acknowledgement (or dead letter) of *incoming*, and start what waited behind it."""
+        if dead is None:
+            self._acks.append(incoming)
+        else:
+            self._deads.append((incoming, *dead))
+        self._wake_settle.set()
+        self._release_key(key)
+
+    def _release_key(self, key: str | None, abandon: bool = False) -> None:
+        if key is None:
+            return
+        waiting = self._busy.get(key)
+        if waiting is None:
+            return
+        if waiting and not abandon and not self._closing:
+            self._dispatch(waiting.popleft())
+        else:
+            del self._busy[key]
+            # Closing: what waited behind the key stays unacknowledged, for the next owner.
+            for item in waiting:
+                self._in_flight -= 1
+                self._abandoned.append(item.incoming)
+            if waiting:
+                self._room.set()
+
+    async def _settler(self) -> None:
+        while True:
+            await self._wake_settle.wait()
+            self._wake_settle.clear()
+            if len(self._acks) < _BATCH // 4 and not self._closing:
+                await asyncio.sleep(0.001)  # gather a batch: one round trip acknowledges them all
+            while self._acks or self._deads:
+                acks, self._acks = self._acks, []
+                deads, self._deads = self._deads, []
+                if acks:
+                    await self._engine_call(self._session.ack, acks)
+                    self._acked += len(acks)
+                for incoming, reason, error, handler in deads:
+                    await self._engine_call(self._session.dead_letter, incoming, reason, error, handler)
+                    self._dead += 1
+                self._in_flight -= len(acks) + len(deads)
+                self._room.set()
+
+    def _feed_loop(self) -> None:
+        while True:
+            jobs = self._feed.get()
+            if jobs is None:
+                return
+            submit = self._bus._submit
+            for event, handlers, delivery in jobs:
+                if self._killed:  # as if the process had died: nothing more reaches the bus
+                    break
+                try:
+                    submit(event, handlers, delivery, None)
+                except Exception as exc:  # the bus closed under us: count it as a failed attempt
+                    if delivery is None:
+                        _logger.exception("%r: handing an event to the bus failed", self)
+                        continue
+                    for index in range(len(handlers)):
+                        delivery._settle(index, error=exc)
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def _close(self, deadline: float | None) -> bool:
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        clean = True
+        with self._space:
+            self._closing = True
+            self._space.notify_all()
+        for task in self._tasks[1:2]:  # the receiver: stop reading
+            task.cancel()
+        for handle, item in self._timers.values():  # waiting to retry: left for the next owner
+            handle.cancel()
+            self._in_flight -= 1
+            self._abandoned.append(item.incoming)
+            self._release_key(item.key, abandon=True)
+        self._timers.clear()
+        # Finish the events in flight (their handlers are running) and acknowledge them.
+        while self._in_flight > 0 or self._acks or self._deads:
+            self._room.clear()
+            self._wake_settle.set()
+            try:
+                await asyncio.wait_for(self._room.wait(), left())
+            except TimeoutError:
+                clean = False
+                break
+        # Flush what was accepted for sending.
+        self._wake_send.set()
+        while True:
+            with self._space:
+                pending = len(self._out) + self._sending
+            if not pending:
+                break
+            remaining = left()
+            if remaining is not None and remaining <= 0:
+                clean = False
+                break
+            await asyncio.sleep(0.002 if remaining is None else min(0.002, remaining))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        unsent = self._fail_unsent()
+        try:
+            await asyncio.wait_for(self._session.close(self._abandoned), left() if left() is not None else 10.0)
+        except (EngineUnavailable, TimeoutError) as exc:
+            _logger.warning("%r: could not give up its engine session cleanly: %s", self, exc)
+            clean = False
+        self._stopped.set()
+        if not self._tasks and self._main_task is not None:  # still waiting for the engine at start
+            self._main_task.cancel()
+        return clean and not unsent
+
+    def _fail_unsent(self) -> int:
+        with self._space:
+            unsent = list(self._out)
+            self._out.clear()
+            self._space.notify_all()
+        error = BusClosedError(f"{self!r} closed before the engine stored this event")
+        for _, _, delivery in unsent:
+            if delivery is not None:
+                delivery._settle(0, error=error)
+        if unsent:
+            _logger.error("%r: closed with %d events not stored", self, len(unsent))
+        return len(unsent)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop reading, finish and acknowledge the events in flight, flush what waits to be sent, disconnect.
+
+        Idempotent. Returns `True` if nothing was left: every accepted event was
+        stored and every event in flight acknowledged within *timeout* seconds.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        if self._killed:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._close(deadline), self._loop)
+        except RuntimeError:  # the loop is gone
+            return False
+        try:
+            clean = future.result(None if timeout is None else timeout + 10.0)
+        except Exception:
+            _logger.exception("%r: closing failed", self)
+            clean = False
+        self._finish()
+        return clean
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """`close` without blocking the event loop."""
+        return await asyncio.to_thread(self.close, timeout)
+
+    def _finish(self) -> None:
+        self._flush_jobs()
+        self._feed.put(None)
+        if threading.current_thread() is not self._feeder and self._feeder.is_alive():
+            self._feeder.join(5.0)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5.0)
+        self._bus._unbridge(self)
+
+    def _kill(self) -> None:
+        """Stop at once, as if the process had died: nothing acknowledged, nothing given up (tests)."""
+        self._killed = True
+        with self._space:
+            self._closing = True
+            self._space.notify_all()
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+        self._feed.put(None)
+        self._bus._unbridge(self)
+
+    def _call_soon(self, callback: Callable[[], object]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the bridge is closed
+            self._loop.call_soon_threadsafe(callback)
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Bridge:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- introspection and dead letters ----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._closed
+
+    def stats(self) -> BridgeStats:
+        """A snapshot of the bridge's counters."""
+        with self._space:
+            outbound = len(self._out) + self._sending
+            sent = self._sent
+        return BridgeStats(
+            sent=sent,
+            received=self._received,
+            acked=self._acked,
+            retried=self._retried,
+            dead_lettered=self._dead,
+            reclaimed=getattr(self._session, "reclaimed", 0),
+            outbound=outbound,
+            in_flight=self._in_flight,
+            outages=self._outages,
+        )
+
+    def _on_loop(self, coro: Awaitable[_T], timeout: float) -> _T:
+        if self._closed or self._killed:
+            raise BusClosedError(f"{self!r} is closed")
+
+        async def run() -> _T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def dead_letters(self, limit: int = 100, timeout: float = 30.0) -> list[DeadLetter]:
+        """The oldest *limit* dead letters of the bridge's namespace (all groups)."""
+        return self._on_loop(self._engine_call(self._session.dead_letters, limit), timeout)
+
+    def replay(self, ids: Iterable[str], timeout: float = 30.0) -> int:
+        """Send the dead letters *ids* again and remove them from the dead letters; return how many.
+
+        A replayed event goes back into its partition, so every group of the
+        namespace receives it again (handlers are idempotent: at least once).
+        """
+        return self._on_loop(self._engine_call(self._session.replay, list(ids)), timeout)
+
+    def __repr__(self) -> str:
+        config = self.config
+        role = "broadcast" if config.broadcast else (f"group={config.group!r}" if config.group else "send-only")
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Bridge {self._engine.describe()} {role} namespace={config.namespace!r} "
+            f"partitions={config.partitions} {state}>"
+        )
+
+
+def _on_a_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
