@@ -445,6 +445,9 @@ class Bridge:
         with self._done_lock:
             self._done_scheduled = False
         done = self._done
+        if self._killed:  # as if the process had died: what finished is never acknowledged
+            done.clear()
+            return
         self._batching = True
         try:
             while done:
@@ -523,7 +526,7 @@ class Bridge:
             self._wake_settle.clear()
             if len(self._acks) < _BATCH // 4 and not self._closing:
                 await asyncio.sleep(0.001)  # gather a batch: one round trip acknowledges them all
-            while self._acks or self._deads:
+            while (self._acks or self._deads) and not self._killed:
                 acks, self._acks = self._acks, []
                 deads, self._deads = self._deads, []
                 if acks:

@@ -592,8 +592,10 @@ class Fleet:
             self.processes[index].kill()
             self.processes[index].wait(10)
         else:
-            self.workers[index].dead = True
+            # The bridge dies first, as the whole process would: nothing its bus finishes
+            # from now on is acknowledged, and then its handler records nothing more.
             self.bridges[index]._kill()
+            self.workers[index].dead = True
 
     def stop(self) -> None:
         for proc in self.processes:
