@@ -502,9 +502,18 @@ def test_per_key_order_across_consumers(
         for key, n, _, _ in sorted(records, key=lambda r: r[3]):
             by_key[key].append(n)
         for key, seq in by_key.items():
-            collapsed = [n for i, n in enumerate(seq) if i == 0 or seq[i - 1] != n]
-            assert collapsed == list(range(200)), f"key {key} out of order"
-            assert len(seq) - len(collapsed) <= (1 if kill else 0)
+            # In order, with at most one rewind: after a kill, the successor handles again
+            # the events of that key that the dead consumer had handled but not yet
+            # acknowledged (acknowledgements are gathered for about a millisecond), in
+            # order, then goes on. Nothing is skipped and nothing is handled out of turn.
+            rewinds = [i for i in range(1, len(seq)) if seq[i] != seq[i - 1] + 1]
+            assert len(rewinds) <= (1 if kill else 0), f"key {key} out of order: {seq}"
+            if rewinds:
+                i = rewinds[0]
+                assert seq[i] <= seq[i - 1], f"key {key} skipped events: {seq[i - 1]} -> {seq[i]}"
+                assert seq[i - 1] - seq[i] < 8, f"key {key}: {seq[i - 1] - seq[i] + 1} events handled twice"
+            assert seq[0] == 0, f"key {key} did not start at its first event"
+            assert seq[-1] == 199, f"key {key} did not end at its last event"
         wait_until(lambda: harness.pending("g") == 0, what="no pending")
     finally:
         fleet.stop()
