@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol, TypeVar, cast
 
+from ._delivery import set_if_pending
 from ._errors import QueueFullError
 
 __all__ = ["AwaitableRoom", "AwaitableWait", "ajoin", "apost", "ashutdown"]
@@ -34,11 +35,6 @@ class AwaitableWait(Protocol):
     """``strategy.ajoin(timeout)`` or ``strategy.ashutdown(timeout)``, awaited on the loop."""
 
     async def __call__(self, timeout: float | None, /) -> bool: ...
-
-
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 async def apost(post: Callable[..., None], strategy: object, event: object, data: Any, timeout: float | None) -> None:
@@ -81,7 +77,7 @@ async def _in_thread(function: Callable[[], _T], name: str) -> _T:
 
     def wake() -> None:
         for waiter in waiters:
-            _set_if_pending(waiter)
+            set_if_pending(waiter)
 
     def target() -> None:
         result: _T | None = None

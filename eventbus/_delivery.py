@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
 
-__all__ = ["Delivery", "SKIPPED"]
+__all__ = ["Delivery", "SKIPPED", "set_if_pending"]
 
 SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
@@ -162,13 +162,13 @@ class Delivery:
             def wake(_: Delivery) -> None:
                 # The awaiting coroutine may have given up and its loop closed since.
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_set_if_pending, waiting[0])
+                    loop.call_soon_threadsafe(set_if_pending, waiting[0])
 
             self.add_done_callback(wake)
             while not self._done:
                 # Look again every _RECHECK seconds: a wake-up lost to an interrupt
                 # (Ctrl-C inside the loop's own code) costs latency, never a hang.
-                timer = loop.call_later(_RECHECK, _set_if_pending, waiting[0])
+                timer = loop.call_later(_RECHECK, set_if_pending, waiting[0])
                 try:
                     yield from waiting[0].__await__()
                 finally:
@@ -182,6 +182,7 @@ class Delivery:
         return f"<Delivery of {type(self.event).__qualname__} {state}>"
 
 
-def _set_if_pending(future: asyncio.Future[None]) -> None:
+def set_if_pending(future: asyncio.Future[None]) -> None:
+    """Resolve *future* with `None` unless it is done already (a wake-up that may come twice)."""
     if not future.done():
         future.set_result(None)

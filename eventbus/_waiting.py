@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, Protocol, Self, TypeVar, final
 
 from ._decorators import subscribe
+from ._delivery import set_if_pending
 from ._errors import BusClosedError
 
 __all__ = ["EventStream", "Subscribable", "Watchers", "wait_for"]
@@ -115,11 +116,6 @@ def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class _Waiter:
     """The shutdown hook of one `wait_for`."""
 
@@ -149,7 +145,7 @@ async def wait_for(
 
     def wake() -> None:
         for waiter in waiters:
-            _set_if_pending(waiter)
+            set_if_pending(waiter)
 
     def settle(event: object, error: BaseException | None) -> None:
         if box:
@@ -345,7 +341,7 @@ class EventStream(Generic[_E]):
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             assert self._loop is not None
-            _hand_over(self._loop, _set_if_pending, waiter)
+            _hand_over(self._loop, set_if_pending, waiter)
 
     def bus_closed(self) -> None:
         """End the iteration after the buffered events (the bus was shut down)."""
@@ -353,7 +349,7 @@ class EventStream(Generic[_E]):
             self._ended = True
             waiter, self._waiter = self._waiter, None
         if waiter is not None and self._loop is not None:
-            _hand_over(self._loop, _set_if_pending, waiter)
+            _hand_over(self._loop, set_if_pending, waiter)
 
     def __repr__(self) -> str:
         return (

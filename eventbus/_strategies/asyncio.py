@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 from .._checks import check_positive_int
-from .._delivery import SKIPPED
+from .._delivery import SKIPPED, set_if_pending
 from .._dispatch import GIL_DISABLED, logger
 from .._errors import BusClosedError, QueueFullError
 from .._events import Event, topic_of
@@ -191,11 +191,6 @@ class _LaneState:
         self.suspect: object = None  # `parked` as the watchdog saw it last time, when it could go on
         self.task: asyncio.Task[None] | None = None
         self.lost = False  # retired: if the task ever runs again, it ends
-
-
-def _set_if_pending(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _closed_error(name: str) -> BusClosedError:
@@ -845,7 +840,7 @@ class AsyncioDelivery:
         if futures:
             self._join_futures = []
             for future in futures:
-                _set_if_pending(future)
+                set_if_pending(future)
 
     def _wake_room(self) -> None:
         futures = self._room_futures
@@ -882,7 +877,7 @@ class AsyncioDelivery:
 
     def _after_close(self) -> None:
         for future in self._room_futures:
-            _set_if_pending(future)
+            set_if_pending(future)
         self._room_futures.clear()
         if self._all_done():
             self._stop_lanes()
@@ -893,7 +888,7 @@ class AsyncioDelivery:
         self._stopping = True
         idle = self._idle
         while idle:
-            _set_if_pending(idle[-1])
+            set_if_pending(idle[-1])
             idle.pop()
 
     # -- the lanes -------------------------------------------------------------------------
