@@ -584,10 +584,14 @@ class Fleet:
                         claim_after=CLAIM,
                     )
                 )
-        for proc in self.processes:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()  # bounded by the worker's own bridge() wait
-            assert line.strip() == b"ready", line
+        try:
+            for proc in self.processes:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()  # bounded by the worker's own bridge() wait
+                assert line.strip() == b"ready", line
+        except BaseException:
+            self.stop()
+            raise
 
     def records(self) -> list[tuple[int, int, int, int]]:
         if self.harness.processes:
