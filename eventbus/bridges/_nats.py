@@ -462,9 +462,9 @@ class _NatsSession:
             status = headers.get("Status")
             if status == "100":
                 return
-            lane = self._lanes[int(msg.subject.rpartition(".")[2])]
-            lane.requested = 0
-            lane.deadline = 0.0
+            ended = self._lanes[int(msg.subject.rpartition(".")[2])]
+            ended.requested = 0
+            ended.deadline = 0.0
             if status == "409" and "Deleted" in headers.get("Description", ""):
                 self._broken = "the consumer was deleted"
             self._arrived.set()

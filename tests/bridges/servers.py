@@ -126,7 +126,7 @@ class NatsServer:
     """One ``nats-server -js`` on 127.0.0.1, with its JetStream store in *directory*.
 
     `kill` is a SIGKILL; a restart on the same store recovers what JetStream had
-    written (its file store writes each message before the publish is acknowledged).
+    written to it, `wipe` first makes it a restart without data.
     """
 
     def __init__(self, directory: Path, *, port: int | None = None) -> None:
@@ -158,7 +158,7 @@ class NatsServer:
         """Whether the server answers PING (the raw NATS protocol, no client library)."""
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
             sock.recv(4096)  # INFO {...}
-            sock.sendall(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            sock.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
             return b"PONG" in sock.recv(64)
         return False
 
