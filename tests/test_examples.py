@@ -109,6 +109,14 @@ EXPECTED: dict[str, list[Expectation]] = {
         "handler threads: ['ui-background']",
         "each poster's frames drawn in order: True",
     ],
+    "10_scale_out_nats.py": [
+        "3 workers ready",
+        "posted 2400 deposits",
+        "killed worker 1 with SIGKILL midway",
+        Part("applied 2400 of 2400 deposits"),
+        "every balance is 45150: True",
+        "out of order: 0",
+    ],
     "demo_counters.py": [
         Part("after  1.0 s: c1="),
         Part("all delivered: True"),

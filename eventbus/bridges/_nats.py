@@ -174,6 +174,7 @@ class NatsJetStream:
             "connect_timeout": 2,
             "ping_interval": 5,  # a silent server is noticed within about 15 s
             "max_outstanding_pings": 3,
+            "skip_subject_validation": True,  # the session makes its subjects from checked tokens
         }
         options.update(callbacks)
         options.update(self._options)
@@ -262,11 +263,13 @@ class _NatsSession:
         self._inbox = ""
         self._pub_inbox = ""
         self._pub_gen = 0
+        self._pub_reply = ""
         self._pub_left = 0
         self._pub_errors: list[str] = []
         self._pub_done = asyncio.Event()
         self._arrived = asyncio.Event()
         self._broken: str | None = None
+        self._generation = 0
         self._backlog: deque[Incoming] = deque()
         self._held: dict[str, _Held] = {}  # message id -> how to settle it: read and not settled
         self._naked: set[str] = set()  # ids this session gave back with a nak (their redelivery is no takeover)
@@ -299,19 +302,21 @@ class _NatsSession:
     async def _on_error(self, exc: Exception) -> None:
         pass  # failures surface through the operations; the bridge logs the outage once
 
-    async def _on_closed(self) -> None:
-        self._broken = "the connection was closed"
-        self._pub_errors.append("connection closed")
-        self._pub_done.set()
-        self._arrived.set()
-
     async def _connect(self) -> None:
         self.connects += 1
+        self._generation += 1
+        generation = self._generation
+
+        async def on_closed() -> None:
+            if generation != self._generation:  # an earlier connection, dropped after trouble
+                return
+            self._broken = "the connection was closed"
+            self._pub_errors.append("connection closed")
+            self._pub_done.set()
+            self._arrived.set()
+
         nc = await self._engine.connect(
-            error_cb=self._on_error,
-            closed_cb=self._on_closed,
-            disconnected_cb=self._on_closed,
-            name=self._me,
+            error_cb=self._on_error, closed_cb=on_closed, disconnected_cb=on_closed, name=self._me
         )
         self._broken = None
         self._nc = nc
@@ -422,7 +427,7 @@ class _NatsSession:
         return subject, None
 
     async def _on_stored(self, msg: Any) -> None:
-        if not msg.subject.endswith(f".{self._pub_gen}"):
+        if msg.subject != self._pub_reply:
             return  # the reply to a batch given up on
         data = msg.data
         if not data and msg.headers and msg.headers.get("Status") == "503":
@@ -437,7 +442,7 @@ class _NatsSession:
         async with _guard(self):
             nc = self._conn()
             self._pub_gen += 1
-            reply = f"{self._pub_inbox}.{self._pub_gen}"
+            reply = self._pub_reply = f"{self._pub_inbox}.{self._pub_gen}"
             self._pub_left = len(batch)
             self._pub_errors = []
             self._pub_done.clear()
@@ -462,7 +467,10 @@ class _NatsSession:
             status = headers.get("Status")
             if status == "100":
                 return
-            ended = self._lanes[int(msg.subject.rpartition(".")[2])]
+            inbox, _, index = msg.subject.rpartition(".")
+            if inbox != self._inbox:  # the inbox of an earlier connection
+                return
+            ended = self._lanes[int(index)]
             ended.requested = 0
             ended.deadline = 0.0
             if status == "409" and "Deleted" in headers.get("Description", ""):
