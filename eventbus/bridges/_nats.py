@@ -212,6 +212,19 @@ class _Broken(Exception):
     """The connection or the consumers are gone: reconnect and rebuild."""
 
 
+_CONNECTION_ERRORS: Final = (
+    OSError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.UnexpectedEOF,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+
+
 @contextlib.asynccontextmanager
 async def _guard(session: _NatsSession, deadline: float = 15.0) -> AsyncIterator[None]:
     """Turn connection trouble into `EngineUnavailable` (and forget the connection, so `start` makes a new one)."""
@@ -221,22 +234,11 @@ async def _guard(session: _NatsSession, deadline: float = 15.0) -> AsyncIterator
     except TimeoutError:
         session._drop()
         raise EngineUnavailable(f"no answer within {deadline} s") from None
-    except (
-        _Broken,
-        OSError,
-        nats.errors.ConnectionClosedError,
-        nats.errors.NoServersError,
-        nats.errors.StaleConnectionError,
-        nats.errors.UnexpectedEOF,
-        nats.errors.OutboundBufferLimitError,
-        nats.errors.NoRespondersError,
-        nats.js.errors.ServiceUnavailableError,
-        nats.js.errors.NoStreamResponseError,
-    ) as exc:
+    except (_Broken, *_CONNECTION_ERRORS) as exc:
         session._drop()
         raise EngineUnavailable(session._clean(f"{type(exc).__name__}: {exc}")) from None
     except nats.js.errors.APIError as exc:
-        if exc.code == 503 or exc.err_code in (10008, 10023, 10039):  # JetStream not ready / not enabled
+        if exc.code == 503:  # JetStream not (yet) available, e.g. while a restarted server recovers
             session._drop()
             raise EngineUnavailable(session._clean(f"JetStream unavailable: {exc}")) from None
         raise
@@ -300,7 +302,11 @@ class _NatsSession:
             await nc.close()
 
     async def _on_error(self, exc: Exception) -> None:
-        pass  # failures surface through the operations; the bridge logs the outage once
+        if isinstance(exc, (*_CONNECTION_ERRORS, TimeoutError)):
+            return  # an outage: the operations fail, and the bridge logs it once
+        # Anything else (a permissions violation, a slow consumer) would otherwise show only
+        # as operations that time out.
+        _logger.warning("%s: nats-py reports %s", self._engine.describe(), self._clean(f"{type(exc).__name__}: {exc}"))
 
     async def _connect(self) -> None:
         self.connects += 1
