@@ -200,6 +200,7 @@ class _Lane:
     keyed: bool
     requested: int = 0  # messages asked for by the open pull request
     deadline: float = 0.0  # when the open pull request counts as lost (0: none open)
+    quiet_until: float = 0.0  # after a refused pull (409), when to ask again
 
 
 @dataclass(slots=True)
@@ -479,8 +480,11 @@ class _NatsSession:
             ended = self._lanes[int(index)]
             ended.requested = 0
             ended.deadline = 0.0
-            if status == "409" and "Deleted" in headers.get("Description", ""):
-                self._broken = "the consumer was deleted"
+            if status == "409":
+                if "Deleted" in headers.get("Description", ""):
+                    self._broken = "the consumer was deleted"
+                else:  # refused (too many waiting pulls, say): ask again later, not at once
+                    ended.quiet_until = time.monotonic() + 1.0
             self._arrived.set()
             return
         # A message keeps the subject it was stored under; its reply subject says the rest:
@@ -533,6 +537,8 @@ class _NatsSession:
         now = time.monotonic()
         expires = self._engine.pull_expires
         for lane in self._lanes:
+            if lane.quiet_until > now:
+                continue
             if lane.deadline:
                 if now < lane.deadline:
                     continue

@@ -257,3 +257,14 @@ def test_namespace_must_be_a_subject_token() -> None:
     """A namespace that cannot prefix subjects and name streams is refused at bridge()."""
     with EventBus(strategy="sync") as bus, pytest.raises(ValueError, match="namespace"):
         bus.bridge(NatsJetStream("nats://127.0.0.1:4222"), events=[Placed], namespace="shop.eu")
+
+
+def test_other_partitions_in_one_namespace_are_logged(
+    nats: NatsHarness, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bridge whose partitions differ from the namespace's stream logs an error: per-key order breaks."""
+    caplog.set_level(logging.ERROR, logger="eventbus.bridge")
+    buses("sync").bridge(nats.engine(), events=[Placed], namespace=nats.namespace, partitions=4)
+    assert not caplog.records
+    buses("sync").bridge(nats.engine(), events=[Placed], namespace=nats.namespace, partitions=8)
+    assert any("per-key order breaks" in r.getMessage() for r in caplog.records)
