@@ -66,6 +66,7 @@ _DEAD_HEADER: Final = "Eventbus-Dead"
 _BROADCAST_IDLE: Final = 3600.0  # seconds before the server removes a dead process's broadcast consumers
 _UNKEYED_MAX_ACK_PENDING: Final = 10_000
 _PULL_MARGIN: Final = 2.0  # seconds past a pull's expiry before an unanswered pull counts as lost
+_CONNECT_GAP: Final = 0.02  # seconds after a failed connect during which start() does not try again
 
 
 def redact(url: str) -> str:
@@ -277,6 +278,9 @@ class _NatsSession:
         self._held: dict[str, _Held] = {}  # message id -> how to settle it: read and not settled
         self._naked: set[str] = set()  # ids this session gave back with a nak (their redelivery is no takeover)
         self._keeper: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+        self._closing: set[asyncio.Future[None]] = set()
+        self._failed_at = 0.0
         self.started: bool = False
         self.reclaimed: int = 0
         self.connects: int = 0
@@ -295,12 +299,18 @@ class _NatsSession:
         self.started = False
         if nc is not None and not nc.is_closed:
             task = asyncio.ensure_future(self._close_quietly(nc))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._closing.add(task)  # awaited at close: a connection left open would outlive the loop
+            task.add_done_callback(self._closing.discard)
 
     @staticmethod
     async def _close_quietly(nc: Any) -> None:
         with contextlib.suppress(Exception):
             await nc.close()
+
+    async def _closed_all(self) -> None:
+        """Wait (bounded) for the connections dropped after trouble to be closed."""
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=5.0)
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, (*_CONNECTION_ERRORS, TimeoutError)):
@@ -310,6 +320,10 @@ class _NatsSession:
         _logger.warning("%s: nats-py reports %s", self._engine.describe(), self._clean(f"{type(exc).__name__}: {exc}"))
 
     async def _connect(self) -> None:
+        if time.monotonic() - self._failed_at < _CONNECT_GAP:
+            # The bridge calls start() after its backoff, and then the operation, which may be
+            # start() again: one connect per backoff step is enough.
+            raise _Broken("the server was unreachable a moment ago")
         self.connects += 1
         self._generation += 1
         generation = self._generation
@@ -322,9 +336,13 @@ class _NatsSession:
             self._pub_done.set()
             self._arrived.set()
 
-        nc = await self._engine.connect(
-            error_cb=self._on_error, closed_cb=on_closed, disconnected_cb=on_closed, name=self._me
-        )
+        try:
+            nc = await self._engine.connect(
+                error_cb=self._on_error, closed_cb=on_closed, disconnected_cb=on_closed, name=self._me
+            )
+        except BaseException:
+            self._failed_at = time.monotonic()
+            raise
         self._broken = None
         self._nc = nc
         self._js = nc.jetstream()
@@ -342,7 +360,11 @@ class _NatsSession:
         return self._nc
 
     async def start(self) -> None:
-        async with _guard(self):
+        # The sender, receiver and settler may all call start() after an outage: one at a
+        # time, and the later ones find the work done (two connects would leak one).
+        async with self._starting, _guard(self):
+            if self.started and self._nc is not None and self._broken is None:
+                return
             if self._nc is None or self._broken is not None:
                 self._drop()
                 await self._connect()
@@ -669,20 +691,24 @@ class _NatsSession:
 
     # -- closing -------------------------------------------------------------------------------
 
+    async def _stop_keeper(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
     async def abandon(self) -> None:
         """Drop the connection without giving anything back (a simulated crash, in tests)."""
-        if self._keeper is not None:
-            self._keeper.cancel()
-            self._keeper = None
+        await self._stop_keeper()
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
+        await self._closed_all()
 
     async def close(self, abandoned: list[Incoming]) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            self._keeper = None
+        await self._stop_keeper()
+        await self._closed_all()
         nc = self._nc
         if nc is None:
             return
@@ -699,6 +725,7 @@ class _NatsSession:
             self._nc = None
             with contextlib.suppress(Exception):
                 await nc.close()
+            await self._closed_all()
 
     async def _delete_consumers(self) -> None:
         for lane in self._lanes:
