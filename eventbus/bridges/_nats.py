@@ -1,32 +1,18 @@
-"""`NatsJetStream`: the bridge engine on NATS JetStream (nats-py).
+"""`NatsJetStream`: the bridge engine on NATS JetStream (nats-py), for JetStream 2.9 and later.
 
-The mapping (``docs/scaling-out.md`` gives the reasoning), designed for
-JetStream 2.9 (no multi-filter consumers, no pinned consumer groups):
+The mapping (``docs/scaling-out.md`` gives the reasoning):
 
-- One stream per namespace, ``eventbus-{ns}``, with the subjects
-  ``{ns}.{lane}.{topic}``: *lane* is the partition number ``0 … partitions-1``
-  for events with an ordering key, and ``u`` for events without one. The topic's
-  segments are the subject's last tokens, so a topic pattern (``orders.*``,
-  ``orders.>``) is a subject filter. Each event is published with
-  ``Nats-Msg-Id`` = its CloudEvents id: a batch sent again after a lost reply is
-  stored once (within the stream's duplicate window).
-- One durable pull consumer per group and lane, ``{group}-p{n}`` and
-  ``{group}-u``, filtered on ``{ns}.{lane}.>``, ``ack_wait = claim_after``. The
-  partition consumers have ``max_ack_pending=1``: the server hands out one event
-  of a partition at a time across every process of the group, so per-key order
-  needs no leases; the ``u`` consumer lets many events be in flight at once.
-- Acknowledgement (``+ACK``) after the local handlers; a failed handler's event
-  goes back with ``-NAK {"delay": ...}`` (the server redelivers it, and counts
-  the attempts); ``+WPI`` keeps events in flight while their handlers run;
-  dead letters are published to ``{ns}.dead`` (stream ``eventbus-{ns}-dead``)
-  and then the event is ``+TERM``-inated.
-- ``broadcast=True``: the same consumers, private to the process, starting at
-  new events, deleted at close (and by the server after an hour without a pull
-  if the process died).
-- nats-py reconnects on its own by default; here it does not: a lost connection
-  fails the operation, and the bridge reconnects with its capped, jittered
-  backoff (and logs the outage once). A new connection rebuilds everything:
-  inbox, pull requests, stream and consumers if the server lost them.
+- Stream ``eventbus-{ns}``, subjects ``{ns}.{p}.{topic}`` for events with an
+  ordering key (*p* its partition) and ``{ns}.u.{topic}`` for the others; each
+  published with ``Nats-Msg-Id`` = its CloudEvents id (a batch sent again is stored once).
+- Per group, durable pull consumers ``{group}-p{p}`` (``max_ack_pending=1``: one
+  event of a partition in flight across the group, so per-key order needs no
+  leases) and ``{group}-u``, with ``ack_wait = claim_after``.
+- ``+ACK`` after the local handlers, ``-NAK`` with a delay for retries, ``+WPI``
+  while handlers run, dead letters to ``{ns}.dead`` then ``+TERM``; broadcast
+  consumers are private to the process and deleted at close.
+- nats-py does not reconnect by itself here: the bridge does, with its backoff,
+  and a new connection rebuilds inbox, pull requests, stream and consumers.
 """
 
 from __future__ import annotations
@@ -66,6 +52,7 @@ _DEAD_HEADER: Final = "Eventbus-Dead"
 _BROADCAST_IDLE: Final = 3600.0  # seconds before the server removes a dead process's broadcast consumers
 _UNKEYED_MAX_ACK_PENDING: Final = 10_000
 _PULL_MARGIN: Final = 2.0  # seconds past a pull's expiry before an unanswered pull counts as lost
+_NAKED_KEPT: Final = 10_000  # nak'ed ids remembered, to tell their redelivery from a takeover
 _CONNECT_GAP: Final = 0.02  # seconds after a failed connect during which start() does not try again
 
 
@@ -276,7 +263,9 @@ class _NatsSession:
         self._generation = 0
         self._backlog: deque[Incoming] = deque()
         self._held: dict[str, _Held] = {}  # message id -> how to settle it: read and not settled
-        self._naked: set[str] = set()  # ids this session gave back with a nak (their redelivery is no takeover)
+        # Ids this session gave back with a nak, oldest first: their redelivery here is no takeover.
+        # Bounded, since another process of the group may get the redelivery instead.
+        self._naked: dict[str, None] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._closing: set[asyncio.Future[None]] = set()
@@ -446,6 +435,8 @@ class _NatsSession:
         raw_topic = match.group(1) if match else b""
         tail = self._topics.get(raw_topic)
         if tail is None:
+            if len(self._topics) >= 1024:  # Message topics may be many: keep the cache small
+                self._topics.clear()
             text = raw_topic.decode(errors="replace")
             tail = self._topics[raw_topic] = "_" if not text or _TOKEN_BAD.search(text) else text
         at = payload.find(_CONTENT)
@@ -525,7 +516,7 @@ class _NatsSession:
         reclaimed = False
         if attempt > 1:
             if seq in self._naked:
-                self._naked.discard(seq)
+                del self._naked[seq]
             else:
                 reclaimed = True
                 self.reclaimed += 1
@@ -618,7 +609,9 @@ class _NatsSession:
         body = f'-NAK {{"delay":{int(delay * 1e9)}}}'.encode()
         async with _guard(self):
             await self._publish_each(self._conn(), self._replies([item]), body)
-        self._naked.add(item.id)
+        self._naked[item.id] = None
+        if len(self._naked) > _NAKED_KEPT:
+            del self._naked[next(iter(self._naked))]
         self._forget([item])
 
     async def dead_letter(self, item: Incoming, reason: str, error: str | None, handler: str | None) -> None:
