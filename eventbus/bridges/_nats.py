@@ -528,14 +528,17 @@ class _NatsSession:
         async with _guard(self, wait + 15.0):
             if not self.started:
                 await self.start()
-            nc = self._conn()
-            await self._pull(nc, limit)
-            if not self._backlog and wait > 0:
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), wait)
-                self._conn()
-            return self._take(limit)
+            return await self._receive(limit, time.monotonic() + wait)
+
+    async def _receive(self, limit: int, deadline: float) -> list[Incoming]:
+        while True:
+            await self._pull(self._conn(), limit)  # again when a pull ended empty (408) meanwhile
+            remaining = deadline - time.monotonic()
+            if self._backlog or remaining <= 0:
+                return self._take(limit)
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
 
     def _take(self, limit: int) -> list[Incoming]:
         out: list[Incoming] = []
