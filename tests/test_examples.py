@@ -109,7 +109,7 @@ EXPECTED: dict[str, list[Expectation]] = {
         "handler threads: ['ui-background']",
         "each poster's frames drawn in order: True",
     ],
-    "10_scale_out_nats.py": [
+    "11_scale_out_nats.py": [
         "3 workers ready",
         "posted 2400 deposits",
         "killed worker 1 with SIGKILL midway",
