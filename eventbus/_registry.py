@@ -636,7 +636,9 @@ class Registry:
     def unkeep(self, cls: type, entry: tuple[object, int], previous: tuple[object, int] | None) -> None:
         """Take back *entry* (its event was not accepted), unless a newer one replaced it already."""
         with self._lock:
-            if self.kept.get(cls) is entry:
+            current = self.kept.get(cls)
+            # Compared by sequence number, not identity: compiled, the tuples are values.
+            if current is not None and current[1] == entry[1]:
                 if previous is None:
                     del self.kept[cls]
                 else:
