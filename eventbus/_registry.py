@@ -545,6 +545,7 @@ class Registry:
             slot = record.strategy_slot
             if slot is not None and not (isinstance(slot, _RLOCK_TYPE) and slot._is_owned()):  # type: ignore[attr-defined]
                 record.strategy_slot = None
+            _gates_after_fork(record)
 
     def record(self, obj: object) -> Subscriber | None:
         """The record of *obj* (by identity), or `None` if it is not registered."""
@@ -649,6 +650,16 @@ class Registry:
         with self._lock:
             entry = self.kept.pop(cls, None)
         return None if entry is None else entry[0]
+
+
+def _gates_after_fork(record: Subscriber) -> None:
+    # A parent thread may have been replaying to a sticky handler: its gate's lock may be
+    # held, and its mark says "running" for a call that does not exist here (#15).
+    for sub in record.subscriptions:
+        gate = sub.target
+        if isinstance(gate, StickyGate) and not gate.lock._is_owned():  # type: ignore[attr-defined]
+            gate.lock = threading.RLock()
+            gate.pending = {cls: mark for cls, mark in gate.pending.items() if mark == _WAITING}
 
 
 def _kept_order(item: tuple[type, tuple[object, int]]) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from typing import assert_type
 
 import pytest
 
@@ -18,7 +20,7 @@ from eventbus import (
 )
 
 from .helpers import WAIT
-from .test_hardening_sync import calm, in_thread, storm
+from .test_hardening_sync import calm, in_thread, run_in_child, storm
 
 
 class Settings(Event, topic="sticky.settings", sticky=True):
@@ -118,6 +120,7 @@ def test_a_bare_sticky_subscribe_checks_the_annotation_at_registration() -> None
 def test_sticky_and_remove_sticky_keep_the_last_event_per_exact_class() -> None:
     """``bus.sticky(cls)`` is the last accepted event of exactly *cls*; ``remove_sticky`` forgets and returns it."""
     with EventBus(strategy="sync") as bus:
+        assert_type(bus.sticky(Settings), Settings | None)
         assert bus.sticky(Settings) is None
         first, second, db = Settings(version=1), Settings(version=2), DbSettings(version=3)
         bus.post(first)
@@ -408,6 +411,43 @@ def test_interrupt_storm_while_posting_sticky_events_and_registering() -> None:
     assert kept is not None
     assert kept.version == 10**9
     calm(bus.shutdown)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_a_replay_runs_on_another_thread() -> None:
+    """In a forked child, a sticky handler whose replay a parent thread was running takes live events."""
+    in_replay, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    class Slow:
+        @subscribe(Settings, sticky=True, thread_safe=True)
+        def on(self, event: Settings) -> None:
+            seen.append(event.version)
+            if event.version == 1:
+                in_replay.set()
+                release.wait(WAIT)
+
+    bus = EventBus(strategy="sync")
+    bus.post(Settings(version=1))
+    registering = threading.Thread(target=bus.register, args=(Slow(),), daemon=True)
+    registering.start()
+    assert in_replay.wait(WAIT)
+
+    def child() -> str:
+        seen.clear()
+        bus.post(Settings(version=2))  # the gate's lock was held by a thread that does not exist here
+        late = Holder()
+        bus.register(late)
+        return f"{seen} {[e.version for e in late.sticky]}"
+
+    try:
+        assert run_in_child(child) == "[2] [2]"
+    finally:
+        release.set()
+        registering.join(WAIT)
+    bus.post(Settings(version=3))
+    assert seen == [1, 3]
+    bus.shutdown()
 
 
 # -- ordering against concurrent posts ------------------------------------------------------------
