@@ -239,10 +239,15 @@ class EventBus:
 
         The class is scanned once and the result cached. Registering an object
         twice changes nothing; an object with no handlers registers nothing.
+        Handlers declared ``sticky=True`` also receive the event the bus keeps of
+        their (sticky) class, through the strategy: on the sync strategy before
+        this returns.
 
         Raises:
             SubscriptionError: A handler cannot receive what it subscribed to, or a
                 class was given instead of an instance. Nothing was registered.
+            QueueFullError: A kept event could not be queued for a sticky handler
+                (a full queue, on the asyncio strategy's loop); nothing was registered.
         """
         if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
             self._routes.check(subscriber)
@@ -268,7 +273,10 @@ class EventBus:
         return self._registry.contains(subscriber)
 
     def subscribers(self, key: type | str) -> tuple[Subscription, ...]:
-        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order."""
+        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order.
+
+        Handlers of topic patterns (``"orders.*"``) that match the topic are included.
+        """
         return self._registry.subscribers(key)
 
     def has_subscribers(self, key: type | str) -> bool:

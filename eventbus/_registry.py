@@ -170,7 +170,7 @@ class Subscription:
 
     @property
     def key(self) -> type | str:
-        """The event class or topic string it subscribed to."""
+        """The event class or topic string (or topic pattern) it subscribed to."""
         return self.binding.key
 
     @property

@@ -88,11 +88,8 @@ class FoundHandler:
     is_async: bool  # an async def handler: decided once, at the scan
     call: Callable[[Any, Any], object] | None = None
     """How a method handler is called: ``call(instance, event)``, one for all instances."""
-
-    @property
-    def sticky(self) -> bool:
-        """Whether any of its keys asked for the kept event at registration."""
-        return any(binding.sticky for binding in self.bindings)
+    sticky: bool = False
+    """Whether any of its keys asked for the kept event at registration (#15)."""
 
 
 def call_target(target: Callable[[Any], object], event: object) -> object:
@@ -247,7 +244,8 @@ def _scan_callable(
         keys.append((spec, spec.key))
     is_async = inspect.iscoroutinefunction(func)
     bindings = tuple(Binding(name, spec, key, is_async) for spec, key in keys)
-    return FoundHandler(attr=None, func=func, bindings=bindings, name=name, is_async=is_async)
+    sticky = any(binding.sticky for binding in bindings)
+    return FoundHandler(attr=None, func=func, bindings=bindings, name=name, is_async=is_async, sticky=sticky)
 
 
 # Per-class scan results. Weak keys, so classes defined at run time (tests, plugins) can be freed.
@@ -289,7 +287,9 @@ def scan_class(cls: type) -> tuple[FoundHandler, ...]:
         found = _scan_callable(func, skip, where, cls, None)
         if found is not None:
             call = _method_call(raw, found.func, cls)
-            handlers.append(FoundHandler(attr, found.func, found.bindings, found.name, found.is_async, call))
+            handlers.append(
+                FoundHandler(attr, found.func, found.bindings, found.name, found.is_async, call, found.sticky)
+            )
     result = tuple(handlers)
     with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
         _scan_cache[cls] = result
@@ -304,7 +304,7 @@ class Plan:
     many instances of one class repeats none of the decisions.
     """
 
-    __slots__ = ("by_identity", "cls", "handlers", "only", "only_call", "only_topic", "sticky")
+    __slots__ = ("by_identity", "cls", "handlers", "only", "only_call", "only_topic")
 
     def __init__(self, handlers: tuple[FoundHandler, ...], cls: type) -> None:
         self.cls: weakref.ref[type] | None = None
@@ -313,15 +313,13 @@ class Plan:
         self.by_identity = compares_by_identity(cls)
         """Instances compare by identity, so each is its own key in the registry (see `identity`)."""
         first = handlers[0]
-        self.sticky: bool = any(handler.sticky for handler in handlers)
-        """Whether registering an instance delivers kept events (see `Registry.add`)."""
         simple = (
             len(handlers) == 1
             and first.call is not None
             and not first.is_async
             and len(first.bindings) == 1
-            and not first.bindings[0].pattern
-            and not self.sticky
+            and not first.bindings[0].pattern  # filed in a table of its own
+            and not first.sticky  # called through a gate, and may receive kept events
         )
         self.only: Binding | None = first.bindings[0] if simple else None
         """The one binding, when one method subscribes to one key: the common case."""
