@@ -19,6 +19,7 @@ from eventbus import (
     subscribe,
 )
 
+from .conftest import new_bus
 from .helpers import WAIT
 from .test_hardening_sync import calm, in_thread, run_in_child, storm
 
@@ -375,15 +376,19 @@ def test_a_keyboard_interrupt_from_a_replay_undoes_the_registration() -> None:
         assert bus.stats().posted == 2
 
 
-def test_interrupt_storm_while_posting_sticky_events_and_registering() -> None:
-    """Interrupts anywhere in posts and registrations: no lock stays held, and each subscriber's states only grow."""
-    bus = EventBus(strategy="sync", on_error=lambda exc, context: None)
+@pytest.mark.parametrize("strategy", ["sync", "concurrent", "asyncio"])
+def test_interrupt_storm_while_posting_sticky_events_and_registering(strategy: str) -> None:
+    """Interrupts anywhere in posts and registrations: no lock stays held, and each subscriber's states only grow.
+
+    One ordering key for all events, so that live events arrive in order on the asynchronous strategies too.
+    """
+    bus = new_bus(strategy, on_error=lambda exc, context: None)
     lock = threading.Lock()
     seen: dict[int, list[int]] = {}
 
     class Recorder:
-        @subscribe(Settings, sticky=True, thread_safe=True)
-        def on(self, event: Settings) -> None:
+        @subscribe(State, sticky=True, thread_safe=True)
+        def on(self, event: State) -> None:
             with lock:
                 seen.setdefault(id(self), []).append(event.version)
 
@@ -391,7 +396,7 @@ def test_interrupt_storm_while_posting_sticky_events_and_registering() -> None:
 
     def step(i: int) -> None:
         if i % 3 == 0:
-            bus.post(Settings(version=i))
+            bus.post(State(version=i))
         elif i % 3 == 1:
             made.append(Recorder())
             bus.register(made[-1])
@@ -400,17 +405,17 @@ def test_interrupt_storm_while_posting_sticky_events_and_registering() -> None:
 
     bus.register(Recorder())  # the class scan, cached from then on (under a storm it might never finish)
     storm(0.0001, step, steps=20_000)
-    assert in_thread(lambda: bus.register(Holder()))
-    assert in_thread(lambda: bus.post(Settings(version=10**9)))
+    assert in_thread(lambda: bus.register(Recorder()))
+    assert in_thread(lambda: bus.post(State(version=10**9)))
     assert calm(lambda: bus.join(WAIT))
     with lock:
         assert sum(len(versions) > 1 for versions in seen.values()) > 10  # replays and live events, many times
         for versions in seen.values():
             assert versions == sorted(set(versions)), versions  # each state once, never an older after a newer
-    kept = bus.sticky(Settings)
+    kept = bus.sticky(State)
     assert kept is not None
     assert kept.version == 10**9
-    calm(bus.shutdown)
+    assert calm(lambda: bus.shutdown(timeout=WAIT))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
