@@ -392,10 +392,11 @@ class EventBus:
         # _accept's tail for an event of a sticky class: keep it, then deliver it like
         # any other. Kept first, under the registry's lock and with its handlers resolved
         # (see Registry.keep); if the strategy then refuses it, it is taken back.
-        handlers, previous, entry = self._registry.keep(event)
         state = self._dispatcher.state()
         before = state.posted
+        taken: list[Any] = [None, None]  # (the entry replaced, the new one) once kept
         try:
+            handlers = self._registry.keep(event, taken)
             if handlers:
                 delivery = Delivery(event, len(handlers)) if publish else None
                 self._submit(event, handlers, delivery, timeout)  # counts the event as posted
@@ -411,8 +412,8 @@ class EventBus:
             state.dead += 1
             return delivery
         except BaseException:
-            if state.posted == before:  # not accepted (a full queue, a closed bus): not kept either
-                self._registry.unkeep(type(event), entry, previous)
+            if taken[1] is not None and state.posted == before:  # kept, not accepted (a full queue, ...)
+                self._registry.unkeep(type(event), taken[1], taken[0])
             raise
 
     def _replay_sticky(self, subscriber: object, replays: Replays) -> None:

@@ -612,12 +612,14 @@ class Registry:
 
     # -- sticky events (#15) -----------------------------------------------------------------
 
-    def keep(self, event: object) -> tuple[tuple[Subscription, ...], tuple[object, int] | None, tuple[object, int]]:
-        """Keep *event* as its sticky class's last event; return its handlers, the entry replaced and the new one.
+    def keep(self, event: object, taken: list[Any]) -> tuple[Subscription, ...]:
+        """Keep *event* as its sticky class's last event, and return its handlers.
 
         The handlers are resolved and the event kept under the lock that registration
         reads the kept events under, so that each subscriber's sticky handler gets
         *event* exactly one way: live (registered before) or replayed (after).
+        *taken* (``[None, None]``) receives the entry replaced and the new one, in
+        the same call-free run as the replacement, for `unkeep`.
         """
         cls = type(event)
         key = (cls, _STICKY)
@@ -631,8 +633,12 @@ class Registry:
                 dispatch[key] = found
             previous = self.kept.get(cls)
             entry = (event, next(self._kept_seq))
-            self.kept[cls] = entry  # the replacement: one store
-        return found, previous, entry
+            # The replacement, and what undoing it needs: stores, no call among them, so
+            # an interrupt finds all three done or none.
+            taken[0] = previous
+            taken[1] = entry
+            self.kept[cls] = entry
+        return found
 
     def unkeep(self, cls: type, entry: tuple[object, int], previous: tuple[object, int] | None) -> None:
         """Take back *entry* (its event was not accepted), unless a newer one replaced it already."""
