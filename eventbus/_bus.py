@@ -17,7 +17,7 @@ from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
-from ._registry import Registry, Subscription
+from ._registry import Registry, Replays, Subscription
 from ._routes import Routes
 from ._strategies import (
     AsyncioDelivery,
@@ -99,6 +99,27 @@ def _weak_post(bus: EventBus) -> Callable[..., None]:
         found._accept(event, data, timeout, publish=False)
 
     return post
+
+
+def _check_sticky_class(cls: object, method: str) -> None:
+    if not isinstance(cls, type) or not getattr(cls, "__eventbus_sticky__", False):
+        name = getattr(cls, "__qualname__", repr(cls))
+        raise TypeError(
+            f"{method}({name}): only the events of a class declared sticky are kept; "
+            f"declare it `class {name}(Event, sticky=True)`"
+        )
+
+
+def _weak_replayer(bus: EventBus) -> Callable[[object, Replays], None]:
+    """The registry's hook for the kept events of a new sticky subscriber, holding the bus weakly (#15)."""
+    ref = weakref.ref(bus)
+
+    def replay(subscriber: object, replays: Replays) -> None:
+        found = ref()
+        if found is not None:
+            found._replay_sticky(subscriber, replays)
+
+    return replay
 
 
 def _make_strategy(
@@ -198,6 +219,7 @@ class EventBus:
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
             vars(self)["register"] = self._registry.add  # what register() below calls
+        self._registry.replay = _weak_replayer(self)  # sticky handlers' kept events (#15)
         fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
         if fast_post is not None and type(self).post is EventBus.post:
             # A strategy that can deliver a post in a single frame (the sync strategy)
@@ -217,10 +239,15 @@ class EventBus:
 
         The class is scanned once and the result cached. Registering an object
         twice changes nothing; an object with no handlers registers nothing.
+        Handlers declared ``sticky=True`` also receive the event the bus keeps of
+        their (sticky) class, through the strategy: on the sync strategy before
+        this returns.
 
         Raises:
             SubscriptionError: A handler cannot receive what it subscribed to, or a
                 class was given instead of an instance. Nothing was registered.
+            QueueFullError: A kept event could not be queued for a sticky handler
+                (a full queue, on the asyncio strategy's loop); nothing was registered.
         """
         if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
             self._routes.check(subscriber)
@@ -246,7 +273,10 @@ class EventBus:
         return self._registry.contains(subscriber)
 
     def subscribers(self, key: type | str) -> tuple[Subscription, ...]:
-        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order."""
+        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order.
+
+        Handlers of topic patterns (``"orders.*"``) that match the topic are included.
+        """
         return self._registry.subscribers(key)
 
     def has_subscribers(self, key: type | str) -> bool:
@@ -310,6 +340,8 @@ class EventBus:
             bridge = self._routes.find(type(event))
             if bridge is not None:
                 return bridge._send(event, publish, timeout)  # type: ignore[arg-type]  # bridged classes are Events
+        if getattr(type(event), "__eventbus_sticky__", False):  # kept for later subscribers (#15)
+            return self._post_sticky(event, timeout, publish)
         handlers = self._registry.handlers_for(event)
         state = self._dispatcher.state()
         dead = not handlers
@@ -328,6 +360,80 @@ class EventBus:
         if dead:  # counted once accepted: a QueueFullError retry must not count it twice
             state.dead += 1
         return delivery
+
+    # -- sticky events (#15) ---------------------------------------------------------------------
+
+    def sticky(self, cls: type[_E]) -> _E | None:
+        """Return the last accepted event of the sticky class *cls*, or `None` if none is kept.
+
+        Events are kept per exact class: ``sticky(Settings)`` is the last
+        ``Settings`` posted, never an instance of a subclass. Added in version 0.2.
+
+        Raises:
+            TypeError: *cls* is not declared ``sticky=True``.
+        """
+        _check_sticky_class(cls, "sticky")
+        entry = self._registry.kept.get(cls)
+        return None if entry is None else entry[0]  # type: ignore[return-value]  # kept under its own class
+
+    def remove_sticky(self, cls: type[_E]) -> _E | None:
+        """Forget the kept event of the sticky class *cls*; return it, or `None` if none was kept.
+
+        Subscribers registered afterwards receive nothing at registration until
+        the next event of *cls* is posted. Added in version 0.2.
+
+        Raises:
+            TypeError: *cls* is not declared ``sticky=True``.
+        """
+        _check_sticky_class(cls, "remove_sticky")
+        return self._registry.forget_kept(cls)  # type: ignore[return-value]  # kept under its own class
+
+    def _post_sticky(self, event: object, timeout: float | None, publish: bool) -> Delivery | None:
+        # _accept's tail for an event of a sticky class: keep it, then deliver it like
+        # any other. Kept first, under the registry's lock and with its handlers resolved
+        # (see Registry.keep); if the strategy then refuses it, it is taken back.
+        state = self._dispatcher.state()
+        before = state.posted
+        taken: list[Any] = [None, None]  # (the entry replaced, the new one) once kept
+        try:
+            handlers = self._registry.keep(event, taken)
+            if handlers:
+                delivery = Delivery(event, len(handlers)) if publish else None
+                self._submit(event, handlers, delivery, timeout)  # counts the event as posted
+                return delivery
+            dead = DeadEvent(event=event)
+            handlers = self._registry.handlers_for(dead)
+            if not handlers:  # nobody wants the dead event either: counted, dropped (and still kept)
+                state.dead += 1
+                state.posted += 1
+                return Delivery(dead, 0) if publish else None
+            delivery = Delivery(dead, len(handlers)) if publish else None
+            self._submit(dead, handlers, delivery, timeout)
+            state.dead += 1
+            return delivery
+        except BaseException:
+            if taken[1] is not None and state.posted == before:  # kept, not accepted (a full queue, ...)
+                self._registry.unkeep(type(event), taken[1], taken[0])
+            raise
+
+    def _replay_sticky(self, subscriber: object, replays: Replays) -> None:
+        # Registry.add has registered *subscriber*: hand its sticky handlers the kept
+        # events through the strategy. Not counted as posted (the events were counted
+        # when they were posted). If one cannot be handed over, the registration is
+        # undone, so that it stays all or nothing.
+        state = self._dispatcher.state()
+        for event, handlers in replays:
+            before = state.posted
+            try:
+                self._submit(event, handlers, None, None)
+            except BaseException as exc:
+                if state.posted != before:  # it was accepted: the strategy counted it
+                    state.posted -= 1
+                if not isinstance(exc, BusClosedError):  # a closed bus delivers nothing anyway
+                    self.unregister(subscriber)
+                    raise
+                return
+            state.posted -= 1  # the strategy counted it as posted
 
     # -- bridges (#12) ---------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
 
@@ -15,7 +16,7 @@ SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
 _PENDING: Final[Any] = object()  # a handler whose outcome is not known yet
 _FAILED: Final[Any] = object()  # a handler that raised (its exception is in _errors)
-_RECHECK: Final = 0.05  # seconds between two looks of an awaiting coroutine
+_RECHECK: Final = 0.05  # seconds between two looks of a waiter (a thread or an awaiting coroutine)
 _logger: Final = logging.getLogger("eventbus")
 
 
@@ -32,7 +33,7 @@ class Delivery:
     blocking the event loop.
     """
 
-    __slots__ = ("_callbacks", "_done", "_errors", "_lock", "_outcomes", "_pending", "_waiter", "event")
+    __slots__ = ("_callbacks", "_done", "_errors", "_gate", "_lock", "_outcomes", "_pending", "event")
 
     def __init__(self, event: object, handler_count: int) -> None:
         self.event: object = event
@@ -42,7 +43,7 @@ class Delivery:
         self._pending = handler_count
         self._lock = threading.Lock()
         self._done = handler_count == 0
-        self._waiter: threading.Event | None = None
+        self._gate: threading.Lock | None = None  # held until done, made by the first wait()
         self._callbacks: list[Callable[[Delivery], object]] = []
 
     # -- called by the strategies -------------------------------------------------------
@@ -68,10 +69,10 @@ class Delivery:
             if self._pending:
                 return
             self._done = True
-            waiter, callbacks = self._waiter, self._callbacks
+            gate, callbacks = self._gate, self._callbacks
             self._callbacks = []
-        if waiter is not None:
-            waiter.set()
+        if gate is not None:
+            gate.release()  # once: only the settle that completes the delivery gets here
         if callbacks:
             self._run_callbacks(callbacks)
 
@@ -117,16 +118,34 @@ class Delivery:
         return self._done
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the delivery is done; return `False` if *timeout* seconds passed first."""
+        """Block until the delivery is done; return `False` if *timeout* seconds passed first.
+
+        Safe to interrupt (Ctrl-C on the main thread): it waits on a plain lock that the
+        delivery's completion releases, never on a `threading.Condition` (whose wait an
+        interrupt can leave with its lock in the wrong hands), and it looks at the
+        outcome at least every 50 ms, so a release that an interrupt took away from
+        another waiter costs that waiter latency, never a hang.
+        """
         if self._done:
             return True
         with self._lock:
             if self.done():  # finished while we took the lock
                 return True
-            if self._waiter is None:
-                self._waiter = threading.Event()
-            waiter = self._waiter
-        return waiter.wait(timeout)
+            gate = self._gate
+            if gate is None:
+                fresh = threading.Lock()
+                fresh.acquire()  # held until the delivery completes (see _settle)
+                gate = self._gate = fresh
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.done():
+                return True
+            remaining = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            if gate.acquire(timeout=remaining):
+                gate.release()  # pass it on: every waiter goes through
+                return True
 
     def result(self, timeout: float | None = None) -> list[Any]:
         """Wait for the delivery and return the handlers' return values in call order.

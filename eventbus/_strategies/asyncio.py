@@ -30,183 +30,40 @@ import contextvars
 import functools
 import threading
 import time
-import weakref
-from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, TypeVar, final
 
 from .._checks import check_positive_int
-from .._delivery import SKIPPED, set_if_pending
-from .._dispatch import GIL_DISABLED, logger
+from .._delivery import set_if_pending
+from .._dispatch import GIL_DISABLED
 from .._errors import BusClosedError, QueueFullError
-from .._events import Event, topic_of
+from .._events import Event
 
 if TYPE_CHECKING:
     from .._delivery import Delivery
     from .._dispatch import Dispatcher, ThreadState
     from .._registry import Subscriber, Subscription
 
+from ._asyncio_lanes import _Lanes
+from ._asyncio_recovery import _Recovery
+from ._asyncio_state import (
+    _LANE,
+    _WAIT_SLICE,
+    _closed_error,
+    _Gen,
+    _get_running_loop,
+    _Keyed,
+    _LaneState,
+    _unfinished,
+)
+
 __all__ = ["AsyncioDelivery"]
 
 _T = TypeVar("_T")
 
-# asyncio's own low-level "which loop runs on this thread" (in asyncio.events.__all__).
-_get_running_loop: Final = asyncio._get_running_loop
-
-# ---------------------------------------------------------------------------------------------
-# The asyncio strategy
-# ---------------------------------------------------------------------------------------------
-#
-# Interrupts (issue 10). The loop often runs on the main thread, so a signal handler (Ctrl-C's
-# KeyboardInterrupt) may raise at any "eval-breaker" point of the code that runs on it: when a
-# call returns, at the start of a Python function, at a loop's back edge; never between plain
-# attribute loads and stores, ``+= 1`` on ints, comparisons or subscript stores. Every state
-# change below is therefore written as an *atomic pair*: plain stores (markers, counters)
-# followed directly by ONE C-level call that commits (``deque.append``, ``popleft``...). An
-# interrupt raised after that call returns finds both done; one raised before it finds neither.
-#
-# A lane records what it holds in its `_LaneState` (the event it delivers and how far it got,
-# the subscriber line it holds, a key it is handing on). A lane that an exception kills (an
-# interrupt landing in its code, a KeyboardInterrupt or SystemExit from a handler, ``on_error``
-# or a done-callback, which propagate out of the loop like any callback's) is *retired*: its
-# state is put back (the event resumes at the next handler on another lane, the line and the key
-# are passed on) by `_recover`, which is idempotent and retried until it completes. Asyncio's own
-# scheduling code can lose a callback to such an interrupt (a task's wake-up, our inbox drain),
-# so nothing waits for one without a bound: a watchdog looks every `_WATCH_PERIOD` s while work
-# is pending (drains the inbox, replaces lanes that died or whose wake-up was lost, wakes lanes
-# for queued work, tells waiters), and every waiter looks again at least every `_WAIT_SLICE` s.
-
-_LANE: Final[contextvars.ContextVar[object]] = contextvars.ContextVar("eventbus_lane", default=None)
-"""Set, inside a lane task, to the `AsyncioDelivery` it serves."""
-
-_FAIRNESS: Final = 64
-"""Handler calls a lane makes in a row before it lets the rest of the loop run."""
-
-_WATCH_PERIOD: Final = 0.05
-"""Seconds between two looks of the watchdog while work is pending."""
-
-_WAIT_SLICE: Final = 0.05
-"""The longest a wait that relies on a wake-up sleeps before it looks again."""
-
-_NO_KEY: Final[Any] = object()  # _LaneState.release when no key is being handed on
-
-
-def _unfinished(sealed: list[_Gen], newest: _Gen) -> list[_Gen]:
-    # A function of its own: a comprehension directly under `with self._lock:` would let an
-    # interrupt skip the lock's release on CPython 3.13 (see tests/test_interrupt_shapes.py).
-    return [g for g in sealed if not g.done() or g is newest]
-
-
-class _Gen:
-    """The events accepted between two ``join()`` calls: a join waits for the older ones only.
-
-    Each counter has one writer: ``local`` and ``finished`` the loop, ``remote`` the
-    posting threads under the strategy's lock; a reader sees each grow monotonically.
-    """
-
-    __slots__ = ("finished", "local", "remote", "sealed")
-
-    def __init__(self) -> None:
-        self.local = 0  # accepted on the loop
-        self.remote = 0  # accepted on other threads
-        self.finished = 0  # finished (either kind)
-        self.sealed = False  # a join waits for it: no event is added any more
-
-    def done(self) -> bool:
-        return self.finished >= self.local + self.remote  # read `finished` first: it only grows
-
-
-_Work = tuple[object, "tuple[Subscription, ...]", "Delivery | None", "Hashable | None", _Gen]
-"""An accepted event on its way through the lanes: (event, handlers, delivery, ordering key, generation)."""
-
-
-class _Job:
-    """An event with calls parked in subscriber lines: counts its unfinished parts."""
-
-    __slots__ = ("delivery", "event", "gen", "handlers", "key", "parked", "pending")
-
-    def __init__(self, work: _Work) -> None:
-        self.event, self.handlers, self.delivery, self.key, self.gen = work
-        self.pending = 1  # the lane's pass over the handlers, plus one per call parked in a subscriber line
-        self.parked = 0  # calls waiting in subscriber lines, not yet started
-
-
-class _Keyed:
-    """An accepted event with an ordering key, on the run queue (a lane claims the key first)."""
-
-    __slots__ = ("work",)
-
-    def __init__(self, work: _Work) -> None:
-        self.work = work
-
-
-class _Resume:
-    """An event to continue from handler *position* (it owns its ordering key already)."""
-
-    __slots__ = ("job", "position", "started", "work")
-
-    def __init__(self, work: _Work, position: int, job: _Job | None, started: bool) -> None:
-        self.work = work
-        self.position = position
-        self.job = job
-        self.started = started  # counted as running (no longer waiting)
-
-
-class _Line:
-    """The waiting line of one subscriber's ``thread_safe=False`` calls."""
-
-    __slots__ = ("__weakref__", "busy", "calls")
-
-    def __init__(self) -> None:
-        self.busy = False
-        self.calls: deque[tuple[Subscription, _Job, int]] = deque()
-
-
-class _LaneState:
-    """What one lane holds, so that another can take over if it dies (and for ``unregister()``)."""
-
-    __slots__ = (
-        "error",
-        "handoff",
-        "item",
-        "job",
-        "line",
-        "lost",
-        "owner",
-        "parked",
-        "pcall",
-        "position",
-        "release",
-        "started",
-        "suspect",
-        "task",
-    )
-
-    def __init__(self) -> None:
-        self.owner: Subscriber | None = None  # whose handler runs now (read by forget())
-        self.item: _Work | None = None  # the event being delivered
-        self.position = 0  # its next handler: the ones before have been called (or parked)
-        self.job: _Job | None = None
-        self.started = True  # item counted as running (False only while its key is being claimed)
-        self.line: _Line | None = None  # a subscriber line this lane holds busy
-        self.pcall: tuple[Subscription, _Job, int] | None = None  # a parked call taken from `line`
-        self.error: BaseException | None = None  # what the handler in progress raised
-        self.release: Hashable | None = _NO_KEY  # an ordering key to hand on
-        self.handoff: _Resume | None = None  # the next event of that key, on its way to the run queue
-        self.parked: object = self  # what the lane awaits inside the bus (a future, or a yield marker)
-        self.suspect: object = None  # `parked` as the watchdog saw it last time, when it could go on
-        self.task: asyncio.Task[None] | None = None
-        self.lost = False  # retired: if the task ever runs again, it ends
-
-
-def _closed_error(name: str) -> BusClosedError:
-    return BusClosedError(
-        f"{name} has been shut down and accepts no more events.\nPost before shutdown(), or create a new EventBus."
-    )
-
 
 @final
-class AsyncioDelivery:
+class AsyncioDelivery(_Lanes, _Recovery):
     """Deliver on an asyncio event loop: ``EventBus(strategy="asyncio")``.
 
     Guarantees:
@@ -255,45 +112,7 @@ class AsyncioDelivery:
         max_queued: How many accepted events may wait to start.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_abandoned",
-        "_cancelling",
-        "_closed",
-        "_dispatcher",
-        "_forgetting",
-        "_forgotten",
-        "_forked",
-        "_gen",
-        "_idle",
-        "_inbox",
-        "_inbox_scheduled",
-        "_inbox_since",
-        "_join_futures",
-        "_joiners",
-        "_keyless",
-        "_keys",
-        "_lane_states",
-        "_lines",
-        "_lock",
-        "_loop",
-        "_loop_state",
-        "_name",
-        "_room",
-        "_room_futures",
-        "_room_threads",
-        "_running",
-        "_runq",
-        "_sealed",
-        "_settled",
-        "_stopping",
-        "_unfinished",
-        "_waiting",
-        "_watch_due",
-        "_watch_token",
-        "max_queued",
-        "workers",
-    )
+    __slots__ = ()
 
     def __init__(
         self, *, loop: asyncio.AbstractEventLoop | None = None, workers: int = 8, max_queued: int = 10_000
@@ -315,40 +134,6 @@ class AsyncioDelivery:
         self._forked = False  # this is a forked child's copy: the loop is the parent's
         self._fresh_state()
 
-    def _fresh_state(self) -> None:
-        # Shared with other threads, under the lock: the inbox of their posts, and
-        # the counts of threads waiting on the conditions.
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # other threads waiting for room
-        self._settled = threading.Condition(self._lock)  # other threads in join()/shutdown()
-        self._forgotten = threading.Condition(self._lock)  # other threads in unregister()
-        self._inbox: list[_Work | _Keyed] = []  # accepted on other threads, not yet on the loop's side
-        self._inbox_scheduled = False
-        self._inbox_since = 0.0  # when the pending drain was scheduled (time.monotonic)
-        self._room_threads = 0
-        self._joiners = 0
-        self._forgetting = 0
-        self._gen = _Gen()  # the generation new events join
-        self._sealed: list[_Gen] = []  # generations some join waits for
-        # Written on the loop only (other threads read them; each waiter counts itself
-        # under the lock before it looks, the loop notifies after it writes, and every
-        # wait is bounded, so a lost wake-up costs latency only):
-        self._waiting = 0  # events on the loop's side not started (or waiting for a parked call)
-        self._running = 0  # events started and not finished
-        self._unfinished = 0  # events on the loop's side not finished
-        self._runq: deque[_Work | _Keyed | _Resume | _Line] = deque()
-        self._keys: dict[Hashable, deque[_Work]] = {}  # ordering keys in use: the events waiting for each
-        self._lines: weakref.WeakSet[_Line] = weakref.WeakSet()
-        self._idle: list[asyncio.Future[None]] = []
-        self._lane_states: list[_LaneState] = []
-        self._room_futures: deque[asyncio.Future[None]] = deque()
-        self._join_futures: list[asyncio.Future[None]] = []
-        self._watch_due = 0.0  # loop time of the next watchdog look (0: not armed)
-        self._watch_token: object = None
-        self._stopping = False  # closed and idle: lanes end
-        self._cancelling = False  # a shutdown timed out: lanes are being cancelled
-        self._abandoned = False
-
     # -- protocol ----------------------------------------------------------------------
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -369,12 +154,6 @@ class AsyncioDelivery:
                 ) from None
         self._dispatcher = dispatcher
         self._name = str(getattr(dispatcher.bus, "name", "eventbus"))
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop that the handlers run on."""
-        assert self._loop is not None, "start() was not called"
-        return self._loop
 
     def submit(
         self,
@@ -647,7 +426,7 @@ class AsyncioDelivery:
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.wait_for_room(timeout))
+            return await asyncio.to_thread(self._room_from_thread, timeout)  # see _room_from_thread
         deadline = None if timeout is None else loop.time() + timeout
         while self._waiting + len(self._inbox) >= self.max_queued and not self._closed:
             remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
@@ -668,6 +447,19 @@ class AsyncioDelivery:
             raise _closed_error(self._name)
         return True
 
+    def _room_from_thread(self, timeout: float | None) -> bool:
+        # ``wait_for_room`` awaited on another loop: wait as a posting thread does, in a
+        # worker thread of that loop, so that its timeout holds even if the bus's loop
+        # has stopped (a coroutine handed to a stopped loop would never start).
+        with self._lock:
+            try:
+                self._wait_for_room(timeout)
+            except QueueFullError:
+                return False
+        if self._closed:
+            raise _closed_error(self._name)
+        return True
+
     async def ajoin(self, timeout: float | None) -> bool:
         """Wait until the events accepted so far have been handled, without blocking the loop.
 
@@ -676,7 +468,7 @@ class AsyncioDelivery:
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.ajoin(timeout))
+            return await asyncio.to_thread(self.join, timeout)  # bounded even if the bus's loop stops
         if _LANE.get() is self:
             raise RuntimeError(
                 "ajoin() was awaited in a handler running on the same bus; it would wait for itself.\n"
@@ -695,7 +487,7 @@ class AsyncioDelivery:
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.ashutdown(timeout))
+            return await asyncio.to_thread(self.shutdown, True, timeout)
         self._close_intake()
         if _LANE.get() is self:
             return self._all_done()  # from a handler: cannot wait for itself
@@ -789,74 +581,6 @@ class AsyncioDelivery:
         lane.task = task  # (if an interrupt skips this, the lane sets it when it starts)
         task.add_done_callback(functools.partial(self._lane_done, lane))
 
-    def _arm(self) -> None:
-        token = object()
-        loop = self.loop
-        loop.call_later(_WATCH_PERIOD, self._watch, token)
-        self._watch_token = token
-        self._watch_due = loop.time() + _WATCH_PERIOD
-
-    def _watch(self, token: object) -> None:
-        if token is not self._watch_token:
-            return  # a spare chain (armed twice after an interrupt): let it end
-        self._watch_due = 0.0
-        self._repair()
-
-    def _repair(self) -> None:
-        """Look for what an interrupt may have left undone on the loop, and do it."""
-        if self._forked:
-            return
-        if self._inbox:
-            self._drain_inbox()
-        for lane in list(self._lane_states):
-            task = lane.task
-            if task is not None and task.done():
-                if task.cancelled():
-                    self._retire(lane, None, replace=False)
-                else:
-                    self._retire(lane, task.exception())
-                continue
-            parked = lane.parked
-            if parked is None or (isinstance(parked, asyncio.Future) and not parked.done()):
-                lane.suspect = None
-            elif lane.suspect is parked:  # could go on since the last look, and has not
-                self._lose(lane)
-            else:
-                lane.suspect = parked
-        if self._runq:
-            self._wake_lanes(len(self._runq))
-        if self._all_done() and self._closed:
-            self._stop_lanes()
-        self._progress()
-        # Keep looking while work is pending or a lane is not idle (it may be lost).
-        if self._unfinished or self._inbox or len(self._idle) < len(self._lane_states):
-            due = self._watch_due
-            if not due or due < self.loop.time() - 1.0:
-                self._arm()
-
-    def _lose(self, lane: _LaneState) -> None:
-        # The lane's wake-up was lost (asyncio dropped a callback to an interrupt): it
-        # will never run again. Take it off the books; a new lane takes its place.
-        lane.lost = True
-        task = lane.task
-        if task is not None:
-            task._log_destroy_pending = False  # type: ignore[attr-defined]  # it never ends, by no fault of its own
-        # Hold it no more: unreferenced, it is freed and leaves asyncio.all_tasks(), so that
-        # asyncio.run()'s final cancel-and-gather does not wait for a task that cannot run.
-        lane.task = None
-        self._retire(lane, None)
-
-    def _progress(self) -> None:
-        # Something finished: let every waiter look again at what it waits for.
-        if self._joiners:
-            with self._lock:
-                self._settled.notify_all()
-        futures = self._join_futures
-        if futures:
-            self._join_futures = []
-            for future in futures:
-                set_if_pending(future)
-
     def _wake_room(self) -> None:
         futures = self._room_futures
         while futures:
@@ -905,532 +629,3 @@ class AsyncioDelivery:
         while idle:
             set_if_pending(idle[-1])
             idle.pop()
-
-    # -- the lanes -------------------------------------------------------------------------
-
-    async def _lane(self, me: _LaneState) -> None:
-        if me.lost:
-            return  # retired before it started (its start looked lost)
-        me.parked = None
-        me.task = asyncio.current_task()
-        _LANE.set(self)
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
-        state = dispatcher.state()
-        runq = self._runq
-        loop = self.loop
-        streak = 0
-        while not self._cancelling:
-            if not runq:
-                if self._stopping:
-                    with contextlib.suppress(ValueError):  # retired already
-                        self._lane_states.remove(me)
-                    return
-                streak = 0
-                future = loop.create_future()
-                me.parked = future
-                self._idle.append(future)
-                await future
-                me.parked = None
-                if me.lost:
-                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
-                continue
-            # Take the next item: record it in `me`, then the one call that commits.
-            # (me.job is None and me.started True between events: both are reset
-            # where they change, so the hot path does not store them.)
-            item = runq[0]
-            if type(item) is tuple:  # the hot path: an event without an ordering key
-                work = item
-                start = 0
-                job = None
-                me.item = work
-                me.position = 0
-                self._waiting -= 1
-                self._running += 1
-                runq.popleft()
-            elif type(item) is _Keyed:
-                work = item.work
-                start = 0
-                job = None
-                me.item = work
-                me.position = 0
-                me.started = False
-                runq.popleft()
-                if not self._claim(me, work):
-                    continue  # it waits behind the running event of its key
-            elif type(item) is _Resume:
-                started = item.started
-                work = item.work
-                start = item.position
-                job = item.job
-                me.item = work
-                me.position = start
-                me.job = job
-                if not started:
-                    self._waiting -= 1
-                    self._running += 1
-                runq.popleft()
-            else:
-                assert type(item) is _Line
-                me.line = item  # it stays busy: this lane drains it
-                runq.popleft()
-                await self._run_line(item, me, state)
-                if me.lost:
-                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
-                continue
-            if self._room_threads or self._room_futures:
-                self._room_made()
-            # One event: its handlers in order, from `start`. This is the hot path, written
-            # out in one piece (no coroutine per event or per call but the handler's).
-            event, handlers, delivery, key, gen = work
-            for position, sub in enumerate(handlers if not start else handlers[start:], start):
-                line: _Line | None = None
-                if not sub.binding.thread_safe:
-                    line = cast("_Line | None", sub.owner.strategy_slot)
-                    if line is None:
-                        line = self._new_line(sub.owner)
-                    if line.busy:
-                        if job is None:
-                            job = me.job = _Job(work)
-                        parked = (sub, job, position)
-                        job.pending += 1
-                        job.parked += 1
-                        if job.parked == 1:  # the event waits again, now for its parked call(s)
-                            self._waiting += 1
-                        me.position = position + 1
-                        line.calls.append(parked)  # the commit
-                        continue
-                    line.busy = True
-                    me.line = line
-                # Say which subscriber this lane is in *before* the active check, so that
-                # unregister() on another thread either sees us here or we see it inactive.
-                me.owner = sub.owner
-                me.position = position + 1  # claimed: from here on the call counts as made
-                if not sub.direct:
-                    await self._call_filtered(me, sub, event, delivery, position, state)
-                elif not sub.binding.is_async:
-                    try:
-                        value = sub.func(sub.target, event)
-                    except BaseException as exc:
-                        me.error = exc
-                        self._failed(exc, sub, event, delivery, position, state)
-                        me.error = None
-                    else:
-                        state.delivered += 1
-                        if delivery is not None:
-                            self._settle(delivery, position, value)
-                else:
-                    try:
-                        value = await sub.target.__wrapped__(event)  # Subscription.coroutine, inlined
-                    except BaseException as exc:
-                        me.error = exc
-                        self._failed(exc, sub, event, delivery, position, state)
-                        me.error = None
-                    else:
-                        state.delivered += 1
-                        if delivery is not None:
-                            self._settle(delivery, position, value)
-                me.owner = None
-                if self._forgetting:
-                    self._notify_forgotten()
-                if line is not None:
-                    me.line = None
-                    if line.calls:
-                        runq.append(line)  # stays busy: the lane that takes it drains it
-                        if self._idle or len(self._lane_states) < self.workers:
-                            self._wake_one()
-                    else:
-                        line.busy = False
-            # The event has reached every handler (or parked its calls): finish it, in one piece.
-            if job is None:
-                me.item = None
-                self._running -= 1
-                self._unfinished -= 1
-                gen.finished += 1
-                if key is not None:
-                    me.release = key
-                    self._release(me)
-                if not self._unfinished:
-                    self._settled_now()
-                elif gen.sealed and gen.done():
-                    self._progress()
-            else:
-                self._finish_pass(me, job)
-            streak += 1
-            if streak >= _FAIRNESS:
-                streak = 0
-                me.parked = object()  # a yield: the watchdog sees if its wake-up is lost
-                await asyncio.sleep(0)
-                me.parked = None
-                if me.lost:
-                    return  # type: ignore[unreachable]  # mypy keeps `lost` narrowed across the await
-
-    def _finish_pass(self, me: _LaneState, job: _Job) -> None:
-        # The lane's pass over an event with parked calls is done: count it off, in one piece.
-        if job.pending == 1:  # its parked calls are done too: the event is finished
-            me.item = None
-            me.job = None
-            job.pending = 0
-            self._running -= 1
-            self._unfinished -= 1
-            job.gen.finished += 1
-            if job.key is not None:
-                me.release = job.key
-        else:
-            me.item = None
-            me.job = None
-            job.pending -= 1  # its parked calls finish it
-            return
-        if me.release is not _NO_KEY:
-            self._release(me)
-        if not self._unfinished:
-            self._settled_now()
-        elif job.gen.sealed and job.gen.done():
-            self._progress()
-
-    async def _call_filtered(
-        self,
-        me: _LaneState,
-        sub: Subscription,
-        event: object,
-        delivery: Delivery | None,
-        position: int,
-        state: ThreadState,
-    ) -> None:
-        # A handler that is filtered (when=) or was unregistered: Dispatcher.call's policy.
-        try:
-            if sub.active and ((when := sub.binding.when) is None or when(event)):
-                coroutine = sub.coroutine
-                value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
-            else:
-                value = SKIPPED
-        except BaseException as exc:
-            me.error = exc
-            self._failed(exc, sub, event, delivery, position, state)
-            me.error = None
-            return
-        if value is not SKIPPED:
-            state.delivered += 1
-        if delivery is not None:
-            self._settle(delivery, position, value)
-
-    def _claim(self, me: _LaneState, work: _Work) -> bool:
-        """Make *work* (in ``me.item``) the running event of its key, or put it in the key's line."""
-        key = work[3]
-        waiting = self._keys.get(key)
-        if waiting is not None:
-            me.item = None
-            me.started = True  # (the lane's resting value)
-            waiting.append(work)  # the commit: it waits for the events of its key before it
-            return False
-        fresh: deque[_Work] = deque()
-        me.started = True
-        self._waiting -= 1
-        self._running += 1
-        self._keys[key] = fresh  # the commit (a subscript store: no interrupt between these)
-        return True
-
-    def _release(self, me: _LaneState) -> None:
-        """Hand the key in ``me.release`` to its next event, or free it."""
-        key = me.release
-        waiting = self._keys.get(key)
-        if waiting:
-            resume = _Resume(waiting[0], 0, None, started=False)
-            me.handoff = resume
-            me.release = _NO_KEY
-            waiting.popleft()  # the commit: the next event is in me.handoff
-            me.handoff = None
-            self._runq.append(resume)  # the commit
-            if self._idle or len(self._lane_states) < self.workers:
-                self._wake_one()
-        else:
-            me.release = _NO_KEY
-            if waiting is not None:
-                del self._keys[key]
-
-    def _new_line(self, owner: Subscriber) -> _Line:
-        line = _Line()
-        owner.strategy_slot = line
-        self._lines.add(line)
-        return line
-
-    async def _run_line(self, line: _Line, me: _LaneState, state: ThreadState) -> None:
-        # me.line is *line*, which stays busy while this lane drains it.
-        streak = 0
-        while line.calls:
-            parked = line.calls[0]
-            sub, job, position = parked
-            me.pcall = parked
-            job.parked -= 1
-            if not job.parked:
-                self._waiting -= 1
-            line.calls.popleft()  # the commit: the call is in me.pcall
-            if self._room_threads or self._room_futures:
-                self._room_made()
-            event, delivery = job.event, job.delivery
-            me.owner = sub.owner
-            try:
-                if sub.active and ((when := sub.binding.when) is None or when(event)):
-                    coroutine = sub.coroutine
-                    value = sub.func(sub.target, event) if coroutine is None else await coroutine(event)
-                else:
-                    value = SKIPPED
-            except BaseException as exc:
-                me.error = exc
-                self._failed(exc, sub, event, delivery, position, state)
-                me.error = None
-            else:
-                if value is not SKIPPED:
-                    state.delivered += 1
-                if delivery is not None:
-                    self._settle(delivery, position, value)
-            me.owner = None
-            if self._forgetting:
-                self._notify_forgotten()
-            self._finish_call(me, job)
-            streak += 1
-            if streak >= _FAIRNESS and line.calls:
-                streak = 0
-                me.parked = object()
-                await asyncio.sleep(0)
-                me.parked = None
-                if me.lost:
-                    return  # retired meanwhile: the line went back to the run queue
-        me.line = None
-        line.busy = False
-
-    def _finish_call(self, me: _LaneState, job: _Job) -> None:
-        # A parked call (me.pcall) is done: count it off its event, in one piece.
-        if job.pending == 1:
-            me.pcall = None
-            job.pending = 0
-            self._running -= 1
-            self._unfinished -= 1
-            job.gen.finished += 1
-            if job.key is not None:
-                me.release = job.key
-        else:
-            me.pcall = None
-            job.pending -= 1
-            return
-        if me.release is not _NO_KEY:
-            self._release(me)
-        if not self._unfinished:
-            self._settled_now()
-        elif job.gen.sealed and job.gen.done():
-            self._progress()
-
-    def _failed(
-        self,
-        exc: BaseException,
-        sub: Subscription,
-        event: object,
-        delivery: Delivery | None,
-        position: int,
-        state: ThreadState,
-    ) -> None:
-        # Dispatcher.call's error policy, for a handler called by a lane. me.error holds *exc*
-        # until the call is accounted for, so that a lane retired half way settles it.
-        state.failed += 1
-        assert self._dispatcher is not None
-        hook_exc: BaseException | None = None
-        try:
-            self._dispatcher.report(exc, sub, event, reraise=True)
-        except BaseException as raised:  # on_error's KeyboardInterrupt/SystemExit: after the bookkeeping
-            hook_exc = raised
-        if delivery is not None:
-            exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
-            self._settle(delivery, position, error=exc)
-        if isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if self._cancelling or (task is not None and task.cancelling()):
-                raise exc  # the lane itself is being cancelled (shutdown timeout, loop teardown)
-        elif not isinstance(exc, Exception):
-            raise exc  # KeyboardInterrupt, SystemExit: out of the loop, as any callback's
-        if hook_exc is not None:
-            raise hook_exc
-
-    def _settle(self, delivery: Delivery, index: int, value: Any = SKIPPED, error: BaseException | None = None) -> None:
-        """Settle *delivery*'s handler *index*; its done-callbacks are user code.
-
-        `Delivery._settle` does all its bookkeeping, runs every callback, and then
-        re-raises a callback's non-`Exception`: a KeyboardInterrupt or SystemExit goes
-        on out of the loop (the lane is retired and replaced, nothing is lost); a
-        CancelledError that is not the lane's own cancellation is logged, since a
-        callback cannot cancel the lane that happens to run it.
-        """
-        try:
-            delivery._settle(index, value, error)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._cancelling or (task is not None and task.cancelling()):
-                raise
-            logger.exception("%s: a done-callback of %r raised CancelledError", self._name, delivery)
-
-    def _notify_forgotten(self) -> None:
-        with self._lock:
-            self._forgotten.notify_all()
-
-    def _settled_now(self) -> None:
-        # Every accepted event has been handled.
-        self._progress()
-        if self._closed and not self._inbox:
-            self._stop_lanes()
-
-    # -- lanes that end, die or get lost ---------------------------------------------------
-
-    def _lane_done(self, me: _LaneState, task: asyncio.Task[None]) -> None:
-        if self._stopping and not self._lane_states:
-            self._progress()  # the last lane has ended: shutdown() may return
-        if me.lost:
-            return
-        if task.cancelled():
-            if not self._cancelling and self._unfinished and not self._abandoned:
-                self._abandoned = True  # say it once, not once per lane
-                logger.error(
-                    "%s: the event loop cancelled a delivery task with %d event(s) not yet handled; "
-                    "await bus.ashutdown() (or use `async with bus:`) before the loop ends",
-                    self._name,
-                    self._unfinished,
-                )
-            self._retire(me, None, replace=False)  # the loop is ending its tasks: start none
-            return
-        exc = task.exception()  # retrieved: what killed it went out of the loop already
-        self._retire(me, exc)
-
-    def _retire(self, me: _LaneState, exc: BaseException | None, *, replace: bool = True) -> None:
-        """Put back what lane *me* held and take it off the books; idempotent."""
-        again: BaseException | None = None
-        while True:
-            try:
-                self._recover(me, exc)
-                break
-            except BaseException as raised:  # a second interrupt: the recovery is idempotent, go on
-                again = again or raised
-        with contextlib.suppress(ValueError):  # retired already
-            self._lane_states.remove(me)
-        if me.parked in self._idle:
-            self._idle.remove(me.parked)
-        if replace and self._runq and not self._cancelling:
-            self._wake_lanes(len(self._runq))
-        if again is not None:
-            raise again
-
-    def _recover(self, me: _LaneState, exc: BaseException | None) -> None:
-        # Each step clears its marker and commits in one piece, so a rerun skips what is done.
-        me.owner = None
-        runq = self._runq
-        handoff = me.handoff
-        if handoff is not None:
-            me.handoff = None
-            runq.append(handoff)
-        if me.release is not _NO_KEY:
-            self._release(me)
-        pcall = me.pcall
-        if pcall is not None:
-            sub, job, position = pcall
-            delivery = job.delivery
-            if delivery is not None:  # idempotent: nothing changes if the call settled it already
-                self._settle(delivery, position, error=me.error or self._interrupted(sub, exc))
-            me.error = None
-            self._finish_call(me, job)
-        line = me.line
-        if line is not None:
-            me.line = None
-            if line.calls:
-                runq.append(line)
-            else:
-                line.busy = False
-        work = me.item
-        if work is not None:
-            if me.started:
-                handle = work[2]
-                position = me.position
-                lane_job = me.job
-                if handle is not None and position > 0:
-                    # Handler position-1 was claimed: settled, unless the lane died before it
-                    # could (Delivery._settle is idempotent per handler, so this is safe).
-                    claimed = work[1][position - 1]
-                    self._settle(handle, position - 1, error=me.error or self._interrupted(claimed, exc))
-                me.error = None
-                resume = _Resume(work, position, lane_job, started=True)
-                me.item = None
-                me.job = None
-                runq.appendleft(resume)  # the commit
-            else:
-                keyed = _Keyed(work)
-                me.item = None
-                me.job = None
-                me.started = True
-                runq.appendleft(keyed)  # not started (its key not claimed): as it was
-        me.error = None
-
-    def _interrupted(self, sub: Subscription, exc: BaseException | None) -> BaseException:
-        return RuntimeError(f"the delivery to handler {sub.name} on {self._name} was interrupted by {exc!r}")
-
-    # -- shutdown after a timeout ------------------------------------------------------------
-
-    def _start_force_stop(self) -> None:
-        self.loop.create_task(self._force_stop())
-
-    async def _force_stop(self) -> None:
-        self._cancelling = True
-        lanes = list(self._lane_states)
-        tasks = [lane.task for lane in lanes if lane.task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=1.0)
-        for lane in lanes:
-            self._retire(lane, None)
-        self._abandon()
-
-    def _not_run(self, sub: Subscription) -> BusClosedError:
-        return BusClosedError(f"{self._name} was shut down (its timeout ran out) before handler {sub.name} ran")
-
-    def _abandon(self) -> None:
-        """Settle what will never run after a shutdown timeout, and say so."""
-        with self._lock:
-            jobs: list[tuple[_Work, int]] = [
-                (item.work if isinstance(item, _Keyed) else item, 0) for item in self._inbox
-            ]
-            self._inbox.clear()
-            self._abandoned = True
-            self._settled.notify_all()
-        for item in self._runq:
-            if type(item) is tuple:
-                jobs.append((item, 0))
-            elif type(item) is _Keyed:
-                jobs.append((item.work, 0))
-            elif type(item) is _Resume:
-                jobs.append((item.work, item.position))
-        self._runq.clear()
-        for waiting in self._keys.values():
-            jobs.extend((work, 0) for work in waiting)
-        self._keys.clear()
-        calls = 0
-        for (_event, handlers, delivery, _key, _gen), start in jobs:
-            if delivery is not None:
-                for index in range(start, len(handlers)):
-                    self._settle(delivery, index, error=self._not_run(handlers[index]))
-        for line in list(self._lines):
-            for sub, job, position in line.calls:
-                calls += 1
-                if job.delivery is not None:
-                    self._settle(job.delivery, position, error=self._not_run(sub))
-            line.calls.clear()
-            line.busy = False
-        self._progress()
-        if jobs or calls or self._unfinished:
-            logger.error(
-                "%s: shut down before everything was delivered: %d event(s) not started, "
-                "%d handler call(s) not made; the handler calls in progress were cancelled",
-                self._name,
-                len(jobs),
-                calls,
-            )
-
-
-async def _on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
-    """Await *coro* on *loop* (another thread's) from the running loop."""
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
