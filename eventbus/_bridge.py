@@ -37,6 +37,7 @@ from ._delivery import Delivery
 from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnavailable, Incoming
 from ._errors import BusClosedError, QueueFullError
 from ._events import DeadEvent, Event, Message
+from ._patterns import Pattern, pattern_of, topic_problem
 from ._wire import BadMessage, decode, encode, partition_of, source_of
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ _T = TypeVar("_T")
 _consumer_numbers = itertools.count(1)
 _BATCH: Final = 512  # events per pipelined send
 _SETUP_WAIT: Final = 10.0  # how long bridge() waits for the engine before going on in the background
+_MAX_TOPICS: Final = 10_000  # Message topics are open-ended: bound the per-topic cache of the receiver
 
 
 @final
@@ -75,6 +77,9 @@ class BridgeStats:
     """Messages read and not yet acknowledged or dead-lettered."""
     outages: int
     """Times the engine became unreachable."""
+    skipped: int = 0
+    """Messages read and acknowledged without reaching the bus: `Message`s of topics that none of
+    the bridge's topic strings matches (they count in ``received`` and ``acked`` too)."""
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:
@@ -122,7 +127,7 @@ class Bridge:
         self,
         bus: BridgeHost,
         engine: Engine,
-        events: Iterable[type],
+        events: Iterable[type | str],
         *,
         group: str | None,
         broadcast: bool,
@@ -136,13 +141,19 @@ class Bridge:
         max_outbound: int,
         retry_delay: tuple[float, float],
     ) -> None:
-        classes: list[Any] = list(events)  # checked below: callers may pass anything
-        if not classes:
-            raise ValueError("events= must list at least one event class to bridge")
+        classes: list[Any] = []  # checked below: callers may pass anything
+        topics: list[str] = []
+        for item in events:
+            if isinstance(item, str):
+                topics.append(item)
+            else:
+                classes.append(item)
+        if not classes and not topics:
+            raise ValueError("events= must list at least one event class or Message topic to bridge")
         types: dict[str, type[Event]] = {}
         for cls in classes:
             if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is DeadEvent:
-                raise TypeError(f"events= takes Event subclasses (or Message), not {cls!r}")
+                raise TypeError(f"events= takes Event subclasses (or Message) and topic strings, not {cls!r}")
             topic = "" if cls is Message else cls.topic
             if topic in types:
                 raise ValueError(
@@ -150,6 +161,10 @@ class Bridge:
                     "a receiver could not tell them apart. Give one of them its own topic."
                 )
             types[topic] = cls
+        topics = list(dict.fromkeys(topics))
+        self._patterns = _topic_patterns(topics, types)
+        if topics:
+            types[""] = Message  # the listed topics arrive as Messages; the receiver skips the others
         if group is not None and broadcast:
             raise ValueError("give group= or broadcast=True, not both")
         if group is not None and (not isinstance(group, str) or not group):  # type: ignore[redundant-expr]  # untyped callers
@@ -163,6 +178,9 @@ class Bridge:
         self._engine = engine
         self.classes: tuple[type[Event], ...] = tuple(classes)
         """The bridged event classes."""
+        self.topics: tuple[str, ...] = tuple(topics)
+        """The bridged `Message` topics and topic patterns (SPEC section 13)."""
+        self._wanted: dict[str, bool] = {}  # topic -> whether a listed topic string matches it (bounded)
         self._types = types
         self.receives: bool = group is not None or broadcast
         """Whether this bridge reads events (it has a group, or broadcasts)."""
@@ -193,6 +211,7 @@ class Bridge:
         self._killed = False
         # Counters (written on the loop thread, or under _space for outbound).
         self._sent = self._received = self._acked = self._retried = self._dead = self._outages = 0
+        self._skipped = 0
         # Inbound state, on the loop thread only.
         self._in_flight = 0
         self._batching = False  # inside a batch: jobs for the feeder wait for its end
@@ -394,6 +413,11 @@ class Bridge:
                 _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
                 self._settle(incoming, dead=(str(exc), None, None))
                 continue
+            if self._patterns and type(event) is Message and not self._listed(event.topic):
+                # Another bridge's topic in a shared namespace: not ours, acknowledged and skipped.
+                self._skipped += 1
+                self._settle(incoming)
+                continue
             key = envelope.get("partitionkey")
             item = _Item(self, incoming, event, key if isinstance(key, str) else None)
             if item.key is not None:
@@ -404,6 +428,17 @@ class Bridge:
                 self._busy[item.key] = deque()
             self._dispatch(item)
 
+    def _listed(self, topic: str) -> bool:
+        """Whether one of the bridge's topic strings or patterns matches *topic* (cached, bounded)."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            segments = topic.split(".")
+            wanted = any(p.matches(segments) for p in self._patterns)
+            if len(self._wanted) >= _MAX_TOPICS:
+                self._wanted = {}
+            self._wanted[topic] = wanted
+        return wanted
+
     def _dispatch(self, item: _Item) -> None:
         """Hand *item* to the bus (through the feeder thread)."""
         event = item.event
@@ -412,7 +447,13 @@ class Bridge:
             self._handler_cache = {}
             self._handler_cache_of = registry.dispatch
         cls = type(event)
-        found = self._handler_cache.get(cls) if cls is not Message else None
+        if getattr(cls, "__eventbus_sticky__", False) and item.incoming.attempt == 1 and item.delivery is None:
+            # Kept like a posted sticky event (#15), with the handlers resolved under the same
+            # lock (Registry.keep). First deliveries only: a retry must not put an older event
+            # back over a newer one.
+            found: tuple[Subscription, ...] | None = registry.keep(event, [None, None])
+        else:
+            found = self._handler_cache.get(cls) if cls is not Message else None
         if found is None:
             found = registry.collect(cls.__mro__, event.topic)
             if cls is not Message:
@@ -737,6 +778,7 @@ class Bridge:
             outbound=outbound,
             in_flight=self._in_flight,
             outages=self._outages,
+            skipped=self._skipped,
         )
 
     def _on_loop(self, coro: Awaitable[_T], timeout: float) -> _T:
@@ -768,6 +810,35 @@ class Bridge:
             f"<Bridge {self._engine.describe()} {role} namespace={config.namespace!r} "
             f"partitions={config.partitions} {state}>"
         )
+
+
+def _topic_patterns(topics: list[str], types: dict[str, type[Event]]) -> list[Pattern]:
+    """Check the topic strings of a bridge's ``events`` against its classes; return them compiled.
+
+    Raises:
+        ValueError: A malformed topic, a topic string beside `Message` itself, or a
+            listed class whose topic a topic string matches.
+    """
+    for text in topics:
+        problem = topic_problem(text)
+        if problem is not None:
+            raise ValueError(f"events= lists a bad Message topic: {problem}")
+    if topics and "" in types:
+        raise ValueError(
+            f"events= lists Message, which carries every topic, and the topics {topics!r}; "
+            "list Message alone (every topic) or the topic strings alone (those topics)"
+        )
+    patterns = [pattern_of(text) for text in topics]
+    for topic, cls in types.items():
+        segments = topic.split(".")
+        for pattern in patterns:
+            if pattern.matches(segments):
+                raise ValueError(
+                    f"the topic {topic!r} of {cls.__qualname__} matches the listed {pattern.text!r}; "
+                    f"a receiver could not tell a Message of that topic from a {cls.__qualname__}. "
+                    f"Give {cls.__qualname__} a topic outside {pattern.text!r}, or narrow the pattern."
+                )
+    return patterns
 
 
 def _on_a_running_loop() -> bool:

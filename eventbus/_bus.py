@@ -337,7 +337,7 @@ class EventBus:
         elif event is None:
             raise TypeError("cannot post None; post an Event, a topic string or another object")
         if self._routes is not None:  # a bridged class goes to its bridge, not to local handlers (#12)
-            bridge = self._routes.find(type(event))
+            bridge = self._routes.find(event)
             if bridge is not None:
                 return bridge._send(event, publish, timeout)  # type: ignore[arg-type]  # bridged classes are Events
         if getattr(type(event), "__eventbus_sticky__", False):  # kept for later subscribers (#15)
@@ -441,7 +441,7 @@ class EventBus:
         self,
         engine: Engine,
         *,
-        events: Iterable[type],
+        events: Iterable[type | str],
         group: str | None = None,
         broadcast: bool = False,
         namespace: str = "eventbus",
@@ -464,7 +464,13 @@ class EventBus:
 
         Args:
             engine: `eventbus.bridges.RedisStreams`, or `eventbus.testing.InMemoryEngine`.
-            events: The event classes that cross (Event subclasses, or `Message`).
+            events: What crosses: event classes (Event subclasses, or `Message` for
+                every topic), and `Message` topics as strings, plain or patterns
+                (``"orders.*"``, ``"audit.>"``, SPEC section 13). Posting a `Message`
+                whose topic one of them matches sends it to the engine; a receiving
+                bridge hands the Messages of those topics to local handlers (pattern
+                handlers included) and acknowledges and skips the other topics of a
+                shared namespace. Typed events cross by class only.
             group: The consumer group to read as; `None` (and no *broadcast*): send only.
             broadcast: Read every event in this bus, in a group of its own.
             namespace: The prefix of every stream.
@@ -480,8 +486,11 @@ class EventBus:
             retry_delay: Base and cap, in seconds, of the backoff between attempts.
 
         Raises:
-            ValueError: Bad options, or a class is already bridged, or two classes share a topic.
-            SubscriptionError: A registered handler subscribes to a class bridged without a group.
+            ValueError: Bad options, a malformed topic string, a class or a topic is
+                already bridged (by an open bridge of this bus), two classes share a
+                topic, or a topic string matches a listed class's topic.
+            SubscriptionError: A registered handler subscribes to a class, a topic or a
+                pattern that the bridge would send without a group.
         """
         if self._closed:
             raise BusClosedError(f"{self.name} has been shut down; it takes no bridges")
@@ -504,13 +513,13 @@ class EventBus:
         )
         routes: Routes[Bridge] = self._routes if self._routes is not None else Routes()
         try:
-            routes.add(made, made.classes, made.receives)
+            routes.add(made, made.classes, made.receives, made.topics)
         except BaseException:
             made._discard()
             raise
         try:
-            for cls in made.classes if not made.receives else ():
-                for sub in self._registry.subscribers(cls):
+            for record in self._registry.records() if not made.receives else ():
+                for sub in record.subscriptions:
                     routes.check_handler(sub.name, sub.key, sub.subscriber)
         except BaseException:
             routes.remove(made)

@@ -1,19 +1,26 @@
-"""Which bridge, if any, carries each event class of one bus (SPEC section 11).
+"""Which bridge, if any, carries each event of one bus (SPEC sections 11 and 13).
 
-The bus asks `Routes.find` on every post of a class it has not seen bridged or not,
-and `Routes.check` when a subscriber registers: a handler of a class that a bridge
-only sends (no group) would never run, so it is refused by name.
+A bridge carries event classes, and `Message` topics given as topic strings or
+patterns (``"orders.*"``, ``"audit.>"``). The bus asks `Routes.find` on every
+post that misses its dispatch cache; the answer is cached per class, and for a
+`Message` per topic (bounded: topics are open-ended). `Routes.check` runs when a
+subscriber registers: a handler of a class or topics that a bridge only sends (no
+group) would never run, so it is refused by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from ._errors import SubscriptionError
+from ._events import Message
+from ._patterns import Pattern, pattern_of
 from ._scan import plan_of
 
-__all__ = ["Routed", "Routes"]
+__all__ = ["Routed", "Routes", "overlap", "within"]
+
+_MAX_CACHED_TOPICS: Final = 10_000  # Message topics are open-ended; bound the cache they fill.
 
 
 class Routed(Protocol):
@@ -28,46 +35,118 @@ class Routed(Protocol):
 _B = TypeVar("_B", bound=Routed)
 
 
-class Routes(Generic[_B]):
-    """Which bridge, if any, carries each event class of one bus."""
+def overlap(a: Pattern, b: Pattern) -> bool:
+    """Whether some topic matches both *a* and *b* (plain topics are patterns without wildcards)."""
+    for want, got in zip(a.head, b.head, strict=False):
+        if want is not None and got is not None and want != got:
+            return False
+    if a.rest and b.rest:
+        return True
+    if a.rest:
+        return b.size > a.size
+    if b.rest:
+        return a.size > b.size
+    return a.size == b.size
 
-    __slots__ = ("_by_class", "_cache", "_send_only")
+
+def within(a: Pattern, b: Pattern) -> bool:
+    """Whether every topic that matches *a* matches *b*."""
+    if a.rest:
+        if not b.rest or b.size > a.size:
+            return False
+    elif (b.rest and a.size <= b.size) or (not b.rest and a.size != b.size):
+        return False
+    return all(want is None or want == got for want, got in zip(b.head, a.head, strict=False))
+
+
+class Routes(Generic[_B]):
+    """Which bridge, if any, carries each event class and each `Message` topic of one bus."""
+
+    __slots__ = ("_by_class", "_by_topic", "_cache", "_send_only", "_send_only_topics", "_topic_cache")
 
     def __init__(self) -> None:
         self._by_class: dict[type, _B] = {}
         self._send_only: dict[type, _B] = {}
         self._cache: dict[type, _B | None] = {}
+        self._by_topic: dict[str, _B] = {}
+        """Topic strings and patterns of `Message`s -> their bridge."""
+        self._send_only_topics: dict[str, _B] = {}
+        self._topic_cache: dict[str, _B | None] = {}
 
-    def add(self, bridge: _B, classes: Iterable[type], receives: bool) -> None:
-        """Route *classes* through *bridge*."""
+    def add(self, bridge: _B, classes: Iterable[type], receives: bool, topics: Iterable[str] = ()) -> None:
+        """Route *classes*, and the `Message` *topics* (strings or patterns), through *bridge*.
+
+        Raises:
+            ValueError: A class, or a topic some of *topics* match, is carried by an open bridge already.
+        """
         classes = list(classes)
+        topics = list(topics)
         for cls in classes:
             if cls in self._by_class and not self._by_class[cls].closed:
                 raise ValueError(f"{cls.__qualname__} is already bridged by {self._by_class[cls]!r}")
+        if topics:
+            message_bridge = self._by_class.get(Message)
+            if message_bridge is not None and not message_bridge.closed:
+                raise ValueError(
+                    f"Message is already bridged by {message_bridge!r}, with every topic; "
+                    f"the topics {topics!r} cannot go through another bridge"
+                )
+        if Message in classes:
+            for text, other in self._by_topic.items():
+                if not other.closed:
+                    raise ValueError(
+                        f"the Message topic {text!r} is already bridged by {other!r}; "
+                        "Message (every topic) cannot go through another bridge"
+                    )
+        for text in topics:
+            for other_text, other in self._by_topic.items():
+                if not other.closed and overlap(pattern_of(text), pattern_of(other_text)):
+                    raise ValueError(
+                        f"the Message topics {text!r} and {other_text!r} overlap, and {other_text!r} is "
+                        f"already bridged by {other!r}; a Message of a topic both match would have two "
+                        "bridges. Bridge each topic through one bridge: narrow the patterns, or list "
+                        "them in one bridge."
+                    )
         by_class = dict(self._by_class)
         for cls in classes:
             by_class[cls] = bridge
             if not receives:
                 self._send_only[cls] = bridge
+        by_topic = dict(self._by_topic)
+        for text in topics:
+            by_topic[text] = bridge
+            if not receives:
+                self._send_only_topics[text] = bridge
         self._by_class = by_class
+        self._by_topic = by_topic
         self._cache = {}
+        self._topic_cache = {}
 
     def remove(self, bridge: _B) -> None:
-        """Stop routing the classes of *bridge* (it was closed)."""
+        """Stop routing the classes and topics of *bridge* (it was closed)."""
         self._by_class = {c: b for c, b in self._by_class.items() if b is not bridge}
         self._send_only = {c: b for c, b in self._send_only.items() if b is not bridge}
+        self._by_topic = {t: b for t, b in self._by_topic.items() if b is not bridge}
+        self._send_only_topics = {t: b for t, b in self._send_only_topics.items() if b is not bridge}
         self._cache = {}
+        self._topic_cache = {}
 
-    def find(self, cls: type) -> _B | None:
-        """The bridge that carries instances of *cls*, or `None`.
+    def find(self, event: object) -> _B | None:
+        """The bridge that carries *event*, or `None`.
 
         Raises:
-            TypeError: *cls* is a subclass of a bridged class without being listed itself.
+            TypeError: *event*'s class is a subclass of a bridged class without being listed itself.
         """
+        cls = type(event)
         try:
-            return self._cache[cls]
+            found = self._cache[cls]
         except KeyError:
-            pass
+            found = self._find_class(cls)
+        if found is None and cls is Message and self._by_topic:
+            return self._find_topic(event.topic)  # type: ignore[attr-defined]  # a Message has a topic
+        return found
+
+    def _find_class(self, cls: type) -> _B | None:
         found = self._by_class.get(cls)
         if found is None:
             for base in cls.__mro__[1:]:
@@ -79,17 +158,35 @@ class Routes(Generic[_B]):
         self._cache[cls] = found
         return found
 
+    def _find_topic(self, topic: str) -> _B | None:
+        cache = self._topic_cache
+        try:
+            return cache[topic]
+        except KeyError:
+            pass
+        found = self._by_topic.get(topic)
+        if found is None:
+            segments = topic.split(".")
+            for text, bridge in self._by_topic.items():
+                if pattern_of(text).matches(segments):
+                    found = bridge
+                    break
+        if len(cache) >= _MAX_CACHED_TOPICS:
+            cache = self._topic_cache = {}
+        cache[topic] = found
+        return found
+
     def bridged(self, cls: type) -> bool:
         """Whether instances of *cls* never reach local handlers through ``post`` (the registry's test)."""
         return any(base in self._by_class for base in cls.__mro__)
 
     def check(self, subscriber: object) -> None:
-        """Refuse a subscriber with handlers of classes bridged without a group (they would never run).
+        """Refuse a subscriber with handlers of classes or topics bridged without a group (they would never run).
 
         Raises:
             SubscriptionError: *subscriber* has such a handler; nothing was registered.
         """
-        if not self._send_only:
+        if not self._send_only and not self._send_only_topics:
             return
         plan = plan_of(subscriber)
         for handler in plan.handlers if plan is not None else ():
@@ -97,13 +194,31 @@ class Routes(Generic[_B]):
                 self.check_handler(binding.name, binding.key, subscriber)
 
     def check_handler(self, name: str, key: type | str, subscriber: object) -> None:
-        """Refuse one handler of a class (or its topic) that is bridged without a group."""
+        """Refuse one handler of a class, a topic or a pattern that a bridge sends without a group.
+
+        A topic handler is refused when every topic it subscribes to (its topic, or
+        each topic its pattern matches) is a send-only class's topic or matches a
+        send-only `Message` topic string: those events go to the engine and never
+        reach it. A pattern handler that also matches other topics is accepted: it
+        still runs for those.
+        """
         for cls, bridge in self._send_only.items():
             if key is cls or key == getattr(cls, "topic", None):
                 raise SubscriptionError(
                     f"handler {name!r} subscribes to {cls.__qualname__}, which {bridge!r} sends "
                     "without a group: it would never run.\n"
                     "Give the bridge group= or broadcast=True, or do not subscribe to it in this process.",
+                    subscriber=subscriber,
+                    handler=name,
+                )
+        if not isinstance(key, str):
+            return
+        for text, bridge in self._send_only_topics.items():
+            if within(pattern_of(key), pattern_of(text)):
+                raise SubscriptionError(
+                    f"handler {name!r} subscribes to the topic {key!r}, and {bridge!r} sends the Messages "
+                    f"of {text!r} without a group: those would never reach it.\n"
+                    "Give the bridge group= or broadcast=True, or subscribe to topics it does not send.",
                     subscriber=subscriber,
                     handler=name,
                 )
