@@ -141,6 +141,8 @@ class Bridge:
         max_outbound: int,
         retry_delay: tuple[float, float],
     ) -> None:
+        if isinstance(events, str):
+            raise TypeError(f"events= takes a list of classes and topics: write events=[{events!r}]")
         classes: list[Any] = []  # checked below: callers may pass anything
         topics: list[str] = []
         for item in events:

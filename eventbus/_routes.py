@@ -107,12 +107,20 @@ class Routes(Generic[_B]):
                         "bridges. Bridge each topic through one bridge: narrow the patterns, or list "
                         "them in one bridge."
                     )
+        # What a closed bridge carried stays routed to it (posting raises BusClosedError)
+        # until another bridge takes it over: then that route goes.
         by_class = dict(self._by_class)
+        if topics and by_class.pop(Message, None) is not None:
+            self._send_only.pop(Message, None)
         for cls in classes:
             by_class[cls] = bridge
-            if not receives:
+            if receives:
+                self._send_only.pop(cls, None)
+            else:
                 self._send_only[cls] = bridge
-        by_topic = dict(self._by_topic)
+        new = [pattern_of(text) for text in topics]
+        by_topic = _without_taken(self._by_topic, new, Message in classes)
+        self._send_only_topics = _without_taken(self._send_only_topics, new, Message in classes)
         for text in topics:
             by_topic[text] = bridge
             if not receives:
@@ -222,3 +230,8 @@ class Routes(Generic[_B]):
                     subscriber=subscriber,
                     handler=name,
                 )
+
+
+def _without_taken(routes: dict[str, _B], new: list[Pattern], every: bool) -> dict[str, _B]:
+    """*routes* without the topics that *new* patterns (or, if *every*, `Message` itself) take over."""
+    return {text: b for text, b in routes.items() if not (every or any(overlap(pattern_of(text), p) for p in new))}

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from eventbus import Event, EventBus, Message, SubscriptionError, subscribe
 from eventbus._patterns import pattern_of
 from eventbus._routes import Routes, overlap, within
+from eventbus.testing import InMemoryEngine
 
 from .conftest import Harness  # noqa: TC001 - a fixture type, used at run time by nothing else
 from .test_contract import wait_until
@@ -237,7 +238,8 @@ def test_within_agrees_with_a_brute_force_search(a: str, b: str) -> None:
 
 
 class _Bridge:
-    closed = False
+    def __init__(self) -> None:
+        self.closed = False
 
 
 def test_the_route_cache_of_message_topics_is_bounded() -> None:
@@ -250,3 +252,24 @@ def test_the_route_cache_of_message_topics_is_bounded() -> None:
         assert routes.find(Message(f"u.{i}")) is None
         assert len(routes._topic_cache) <= 10_000
     assert routes.find(Message("t.x.y")) is None
+
+
+def test_a_closed_bridges_topics_pass_to_the_next_bridge_that_takes_them() -> None:
+    """A closed bridge keeps its topics (posting them fails there) until another bridge takes them over."""
+    routes: Routes[_Bridge] = Routes()
+    first, second, third = _Bridge(), _Bridge(), _Bridge()
+    routes.add(first, [], receives=False, topics=["t.*", "u.>"])
+    with pytest.raises(ValueError, match="already bridged"):
+        routes.add(second, [], receives=True, topics=["t.>"])
+    first.closed = True
+    assert routes.find(Message("t.a")) is first
+    routes.add(second, [], receives=True, topics=["t.>"])
+    assert (routes.find(Message("t.a")), routes.find(Message("u.a"))) == (second, first)
+    routes.check_handler("on_t", "t.a", object())  # the send-only route of 't.*' went with it
+    with pytest.raises(SubscriptionError, match="on_u"):
+        routes.check_handler("on_u", "u.a", object())
+    second.closed = True
+    routes.add(third, [Message], receives=True)
+    assert (routes.find(Message("t.a")), routes.find(Message("v"))) == (third, third)
+    with EventBus(strategy="sync") as bus, pytest.raises(TypeError, match="events= takes a list"):
+        bus.bridge(InMemoryEngine(), events="t.*")
