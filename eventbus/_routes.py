@@ -146,13 +146,16 @@ class Routes(Generic[_B]):
             TypeError: *event*'s class is a subclass of a bridged class without being listed itself.
         """
         cls = type(event)
+        if cls is Message and self._by_topic:  # then Message itself is not routed (see add)
+            topic: str = event.topic  # type: ignore[attr-defined]  # a Message has a topic
+            try:
+                return self._topic_cache[topic]
+            except KeyError:
+                return self._find_topic(topic)
         try:
-            found = self._cache[cls]
+            return self._cache[cls]
         except KeyError:
-            found = self._find_class(cls)
-        if found is None and cls is Message and self._by_topic:
-            return self._find_topic(event.topic)  # type: ignore[attr-defined]  # a Message has a topic
-        return found
+            return self._find_class(cls)
 
     def _find_class(self, cls: type) -> _B | None:
         found = self._by_class.get(cls)
@@ -168,10 +171,6 @@ class Routes(Generic[_B]):
 
     def _find_topic(self, topic: str) -> _B | None:
         cache = self._topic_cache
-        try:
-            return cache[topic]
-        except KeyError:
-            pass
         found = self._by_topic.get(topic)
         if found is None:
             segments = topic.split(".")

@@ -13,6 +13,11 @@ The mapping (``docs/scaling-out.md`` gives the reasoning):
   consumers are private to the process and deleted at close.
 - nats-py does not reconnect by itself here: the bridge does, with its backoff,
   and a new connection rebuilds inbox, pull requests, stream and consumers.
+- Bridged ``Message`` topics and patterns (``events=["orders.*"]``) are the
+  subject wildcards ``{ns}.*.orders.*``, but the consumers keep their partition
+  filters and the receiving bridge skips the topics it does not list: a 2.9
+  consumer has one filter, and the group's durable consumers must not depend on
+  which process made them (``docs/scaling-out.md``, "Bridging topics and patterns").
 """
 
 from __future__ import annotations

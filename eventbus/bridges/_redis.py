@@ -19,6 +19,10 @@ The mapping (``docs/scaling-out.md`` gives the reasoning):
   lease runs out (``claim_after``), in order, before anything newer.
 - ``XACK`` in batches (one script call across partitions); dead letters go to ``{ns}:dead`` with the
   ``XACK`` in one ``MULTI``. No ``XGROUP DELCONSUMER`` (it drops pending entries).
+- Bridged ``Message`` topics and patterns (``events=["orders.*"]``) need nothing
+  here: streams have no wildcards, and a partition stream must carry every topic
+  of its keys, so a receiving bridge matches each message's ``type`` itself and
+  acknowledges and skips the topics it does not list.
 """
 
 from __future__ import annotations
