@@ -37,7 +37,7 @@ from ._delivery import Delivery
 from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnavailable, Incoming
 from ._errors import BusClosedError, QueueFullError
 from ._events import DeadEvent, Event, Message
-from ._patterns import Pattern, pattern_of, topic_problem
+from ._routes import bridged_events
 from ._wire import BadMessage, decode, encode, partition_of, source_of
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ _T = TypeVar("_T")
 _consumer_numbers = itertools.count(1)
 _BATCH: Final = 512  # events per pipelined send
 _SETUP_WAIT: Final = 10.0  # how long bridge() waits for the engine before going on in the background
-_MAX_TOPICS: Final = 10_000  # Message topics are open-ended: bound the per-topic cache of the receiver
 
 
 @final
@@ -78,8 +77,7 @@ class BridgeStats:
     outages: int
     """Times the engine became unreachable."""
     skipped: int = 0
-    """Messages read and acknowledged without reaching the bus: `Message`s of topics that none of
-    the bridge's topic strings matches (they count in ``received`` and ``acked`` too)."""
+    """Messages of topics the bridge does not list: acknowledged, not handled (counted as ``acked`` too)."""
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:
@@ -141,32 +139,7 @@ class Bridge:
         max_outbound: int,
         retry_delay: tuple[float, float],
     ) -> None:
-        if isinstance(events, str):
-            raise TypeError(f"events= takes a list of classes and topics: write events=[{events!r}]")
-        classes: list[Any] = []  # checked below: callers may pass anything
-        topics: list[str] = []
-        for item in events:
-            if isinstance(item, str):
-                topics.append(item)
-            else:
-                classes.append(item)
-        if not classes and not topics:
-            raise ValueError("events= must list at least one event class or Message topic to bridge")
-        types: dict[str, type[Event]] = {}
-        for cls in classes:
-            if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is DeadEvent:
-                raise TypeError(f"events= takes Event subclasses (or Message) and topic strings, not {cls!r}")
-            topic = "" if cls is Message else cls.topic
-            if topic in types:
-                raise ValueError(
-                    f"{cls.__qualname__} and {types[topic].__qualname__} share the topic {topic!r}; "
-                    "a receiver could not tell them apart. Give one of them its own topic."
-                )
-            types[topic] = cls
-        topics = list(dict.fromkeys(topics))
-        self._patterns = _topic_patterns(topics, types)
-        if topics:
-            types[""] = Message  # the listed topics arrive as Messages; the receiver skips the others
+        classes, types, self._topics = bridged_events(events)
         if group is not None and broadcast:
             raise ValueError("give group= or broadcast=True, not both")
         if group is not None and (not isinstance(group, str) or not group):  # type: ignore[redundant-expr]  # untyped callers
@@ -180,9 +153,8 @@ class Bridge:
         self._engine = engine
         self.classes: tuple[type[Event], ...] = tuple(classes)
         """The bridged event classes."""
-        self.topics: tuple[str, ...] = tuple(topics)
+        self.topics: tuple[str, ...] = self._topics.texts
         """The bridged `Message` topics and topic patterns (SPEC section 13)."""
-        self._wanted: dict[str, bool] = {}  # topic -> whether a listed topic string matches it (bounded)
         self._types = types
         self.receives: bool = group is not None or broadcast
         """Whether this bridge reads events (it has a group, or broadcasts)."""
@@ -212,8 +184,7 @@ class Bridge:
         self._closed = False
         self._killed = False
         # Counters (written on the loop thread, or under _space for outbound).
-        self._sent = self._received = self._acked = self._retried = self._dead = self._outages = 0
-        self._skipped = 0
+        self._sent = self._received = self._acked = self._retried = self._dead = self._outages = self._skipped = 0
         # Inbound state, on the loop thread only.
         self._in_flight = 0
         self._batching = False  # inside a batch: jobs for the feeder wait for its end
@@ -415,9 +386,8 @@ class Bridge:
                 _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
                 self._settle(incoming, dead=(str(exc), None, None))
                 continue
-            if self._patterns and type(event) is Message and not self._listed(event.topic):
-                # Another bridge's topic in a shared namespace: not ours, acknowledged and skipped.
-                self._skipped += 1
+            if self.topics and type(event) is Message and not self._topics.matches(event.topic):
+                self._skipped += 1  # another bridge's topic in a shared namespace: acknowledged, skipped
                 self._settle(incoming)
                 continue
             key = envelope.get("partitionkey")
@@ -430,17 +400,6 @@ class Bridge:
                 self._busy[item.key] = deque()
             self._dispatch(item)
 
-    def _listed(self, topic: str) -> bool:
-        """Whether one of the bridge's topic strings or patterns matches *topic* (cached, bounded)."""
-        wanted = self._wanted.get(topic)
-        if wanted is None:
-            segments = topic.split(".")
-            wanted = any(p.matches(segments) for p in self._patterns)
-            if len(self._wanted) >= _MAX_TOPICS:
-                self._wanted = {}
-            self._wanted[topic] = wanted
-        return wanted
-
     def _dispatch(self, item: _Item) -> None:
         """Hand *item* to the bus (through the feeder thread)."""
         event = item.event
@@ -450,9 +409,8 @@ class Bridge:
             self._handler_cache_of = registry.dispatch
         cls = type(event)
         if getattr(cls, "__eventbus_sticky__", False) and item.incoming.attempt == 1 and item.delivery is None:
-            # Kept like a posted sticky event (#15), with the handlers resolved under the same
-            # lock (Registry.keep). First deliveries only: a retry must not put an older event
-            # back over a newer one.
+            # Kept like a posted sticky event, handlers resolved under one lock (#15); on a first
+            # delivery only: a retry must not put an older event back over a newer one.
             found: tuple[Subscription, ...] | None = registry.keep(event, [None, None])
         else:
             found = self._handler_cache.get(cls) if cls is not Message else None
@@ -812,35 +770,6 @@ class Bridge:
             f"<Bridge {self._engine.describe()} {role} namespace={config.namespace!r} "
             f"partitions={config.partitions} {state}>"
         )
-
-
-def _topic_patterns(topics: list[str], types: dict[str, type[Event]]) -> list[Pattern]:
-    """Check the topic strings of a bridge's ``events`` against its classes; return them compiled.
-
-    Raises:
-        ValueError: A malformed topic, a topic string beside `Message` itself, or a
-            listed class whose topic a topic string matches.
-    """
-    for text in topics:
-        problem = topic_problem(text)
-        if problem is not None:
-            raise ValueError(f"events= lists a bad Message topic: {problem}")
-    if topics and "" in types:
-        raise ValueError(
-            f"events= lists Message, which carries every topic, and the topics {topics!r}; "
-            "list Message alone (every topic) or the topic strings alone (those topics)"
-        )
-    patterns = [pattern_of(text) for text in topics]
-    for topic, cls in types.items():
-        segments = topic.split(".")
-        for pattern in patterns:
-            if pattern.matches(segments):
-                raise ValueError(
-                    f"the topic {topic!r} of {cls.__qualname__} matches the listed {pattern.text!r}; "
-                    f"a receiver could not tell a Message of that topic from a {cls.__qualname__}. "
-                    f"Give {cls.__qualname__} a topic outside {pattern.text!r}, or narrow the pattern."
-                )
-    return patterns
 
 
 def _on_a_running_loop() -> bool:

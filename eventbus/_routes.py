@@ -11,14 +11,14 @@ group) would never run, so it is refused by name.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar, final
 
 from ._errors import SubscriptionError
-from ._events import Message
-from ._patterns import Pattern, pattern_of
+from ._events import DeadEvent, Event, Message
+from ._patterns import Pattern, pattern_of, topic_problem
 from ._scan import plan_of
 
-__all__ = ["Routed", "Routes", "overlap", "within"]
+__all__ = ["Routed", "Routes", "TopicSet", "bridged_events", "overlap", "within"]
 
 _MAX_CACHED_TOPICS: Final = 10_000  # Message topics are open-ended; bound the cache they fill.
 
@@ -57,6 +57,89 @@ def within(a: Pattern, b: Pattern) -> bool:
     elif (b.rest and a.size <= b.size) or (not b.rest and a.size != b.size):
         return False
     return all(want is None or want == got for want, got in zip(b.head, a.head, strict=False))
+
+
+def bridged_events(events: Iterable[type | str]) -> tuple[list[type[Event]], dict[str, type[Event]], TopicSet]:
+    """Check a bridge's ``events=``; return its classes, its decoding table (type -> class) and its topics.
+
+    The table maps ``""`` to `Message` when `Message` or a topic string is listed:
+    a receiver then decodes any other type as a `Message` (and skips the topics
+    that the `TopicSet` does not match).
+
+    Raises:
+        TypeError: Something that is neither an event class nor a topic string.
+        ValueError: Nothing listed, two classes with one topic, or a bad topic string (see `TopicSet`).
+    """
+    if isinstance(events, str):
+        raise TypeError(f"events= takes a list of classes and topics: write events=[{events!r}]")
+    listed: list[Any] = list(events)  # checked here: callers may pass anything
+    if not listed:
+        raise ValueError("events= must list at least one event class or Message topic to bridge")
+    types: dict[str, type[Event]] = {}
+    for cls in listed:
+        if isinstance(cls, str):
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is DeadEvent:
+            raise TypeError(f"events= takes Event subclasses (or Message) and topic strings, not {cls!r}")
+        topic = "" if cls is Message else cls.topic
+        if topic in types:
+            raise ValueError(
+                f"{cls.__qualname__} and {types[topic].__qualname__} share the topic {topic!r}; "
+                "a receiver could not tell them apart. Give one of them its own topic."
+            )
+        types[topic] = cls
+    classes = list(types.values())
+    topics = TopicSet([text for text in listed if isinstance(text, str)], types)
+    if topics.texts:
+        types[""] = Message
+    return classes, types, topics
+
+
+@final
+class TopicSet:
+    """The `Message` topics a bridge carries: topic strings and patterns, and which topics they match."""
+
+    __slots__ = ("_matched", "patterns", "texts")
+
+    def __init__(self, texts: list[str], types: dict[str, type[Event]]) -> None:
+        """Check *texts* against the bridge's classes (*types*: topic -> class).
+
+        Raises:
+            ValueError: A malformed topic, a topic string beside `Message` itself, or a
+                listed class whose topic a topic string matches.
+        """
+        texts = list(dict.fromkeys(texts))
+        for text in texts:
+            problem = topic_problem(text)
+            if problem is not None:
+                raise ValueError(f"events= lists a bad Message topic: {problem}")
+        if texts and "" in types:
+            raise ValueError(
+                f"events= lists Message, which carries every topic, and the topics {texts!r}; "
+                "list Message alone (every topic) or the topic strings alone (those topics)"
+            )
+        self.texts: tuple[str, ...] = tuple(texts)
+        self.patterns: tuple[Pattern, ...] = tuple(pattern_of(text) for text in texts)
+        self._matched: dict[str, bool] = {}
+        for topic, cls in types.items():
+            for pattern in self.patterns:
+                if pattern.matches(topic.split(".")):
+                    raise ValueError(
+                        f"the topic {topic!r} of {cls.__qualname__} matches the listed {pattern.text!r}; "
+                        f"a receiver could not tell a Message of that topic from a {cls.__qualname__}. "
+                        f"Give {cls.__qualname__} a topic outside {pattern.text!r}, or narrow the pattern."
+                    )
+
+    def matches(self, topic: str) -> bool:
+        """Whether one of the topic strings matches *topic* (cached, at most 10,000 topics)."""
+        found = self._matched.get(topic)
+        if found is None:
+            segments = topic.split(".")
+            found = any(pattern.matches(segments) for pattern in self.patterns)
+            if len(self._matched) >= _MAX_CACHED_TOPICS:
+                self._matched = {}
+            self._matched[topic] = found
+        return found
 
 
 class Routes(Generic[_B]):
