@@ -5,7 +5,9 @@ patterns (``"orders.*"``, ``"audit.>"``). The bus asks `Routes.find` on every
 post that misses its dispatch cache; the answer is cached per class, and for a
 `Message` per topic (bounded: topics are open-ended). `Routes.check` runs when a
 subscriber registers: a handler of a class or topics that a bridge only sends (no
-group) would never run, so it is refused by name.
+group) would never run, so it is refused by name. `bridged_events` checks a
+bridge's ``events=`` list, and its `TopicSet` tells a receiving bridge which
+topics are its own (the others of a shared namespace are skipped).
 """
 
 from __future__ import annotations
