@@ -15,11 +15,13 @@ from ._errors import BusClosedError, EventBusError, EventBusWarning, QueueFullEr
 from ._events import DeadEvent, Event, Message
 from ._registry import Subscriber, Subscription
 from ._strategies import AsyncioDelivery, ConcurrentDelivery, DeliveryStrategy, OrderedDelivery, SyncDelivery
+from ._topology import BridgeInfo, HandlerInfo, Route, Topology
 from ._waiting import EventStream
 
 __all__ = [
     "AsyncioDelivery",
     "Bridge",
+    "BridgeInfo",
     "BridgeStats",
     "BusClosedError",
     "BusStats",
@@ -34,13 +36,16 @@ __all__ = [
     "EventBusError",
     "EventBusWarning",
     "EventStream",
+    "HandlerInfo",
     "Message",
     "OrderedDelivery",
     "QueueFullError",
+    "Route",
     "Subscriber",
     "Subscription",
     "SubscriptionError",
     "SyncDelivery",
+    "Topology",
     "compiled",
     "get_default_bus",
     "post",

@@ -27,6 +27,7 @@ from ._strategies import (
     SyncDelivery,
     is_strategy,
 )
+from ._topology import Topology, build_topology
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -488,6 +489,18 @@ class EventBus:
             running=running,
             subscribers=len(self._registry.records()),
         )
+
+    # -- tracing (#14) -----------------------------------------------------------------------
+
+    def describe(self) -> Topology:
+        """A snapshot of what this bus is wired to: routes, handlers in call order, strategy, bridges.
+
+        ``str()`` of the result is a readable table, ``.to_dict()`` JSON-able data,
+        ``.to_mermaid()`` a diagram; ``eventbus describe MODULE:ATTRIBUTE`` prints it
+        from the command line. Added in version 0.2.
+        """
+        keys = {sub.key for record in self._registry.records() for sub in record.subscriptions}
+        return build_topology(self.name, self._strategy, self._closed, keys, self.subscribers, list(self._bridges))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
