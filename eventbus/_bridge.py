@@ -318,7 +318,9 @@ class Bridge:
             if len(self._out) + self._sending >= self._max_outbound:  # a batch being sent still counts
                 on_loop = _on_a_running_loop()
                 deadline = None if timeout is None else time.monotonic() + timeout
-                while len(self._out) + self._sending >= self._max_outbound:
+                while True:
+                    if len(self._out) + self._sending < self._max_outbound:
+                        break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if on_loop or (remaining is not None and remaining <= 0):
                         raise QueueFullError(
@@ -450,7 +452,9 @@ class Bridge:
             return
         self._batching = True
         try:
-            while done:
+            while True:
+                if not done:
+                    break
                 self._finished(done.popleft())
         finally:
             self._batching = False

@@ -85,7 +85,9 @@ class Delivery:
         # Each callback is taken off the list before it is called, so none runs twice;
         # an interrupt in one (or between two) does not keep the others from running.
         try:
-            while callbacks:
+            while True:
+                if not callbacks:
+                    break
                 callback = callbacks[0]
                 del callbacks[0]
                 self._run_callback(callback)

@@ -191,12 +191,18 @@ class HandlerLoops:
         self._local = threading.local()
         self._holders = weakref.WeakSet()
 
+    def _claim_idle(self) -> list[_ThreadLoop]:
+        # Called with the lock held. A function of its own: a comprehension directly under
+        # `with self._lock:` would let an interrupt skip the release on CPython 3.13.
+        idle = [h for h in self._holders if not h.running and not h.closed]
+        for holder in idle:
+            holder.closed = True
+        return idle
+
     def close(self) -> None:
         """Close every loop not in use now; loops in use close when their call returns."""
         with self._lock:
             self._closed = True
-            idle = [h for h in self._holders if not h.running and not h.closed]
-            for holder in idle:
-                holder.closed = True
+            idle = self._claim_idle()
         for holder in idle:
             _close_loop(holder.loop)

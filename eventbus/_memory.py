@@ -199,7 +199,9 @@ class _MemorySession:
                 for partition in sorted(self.owned):
                     entries = engine._streams.get((cfg.namespace, partition), [])
                     index = group.read_upto.get(partition, 0)
-                    while index < len(entries) and len(self._backlog) < limit:
+                    while True:
+                        if index >= len(entries) or len(self._backlog) >= limit:
+                            break
                         entry_id, payload = entries[index]
                         index += 1
                         if int(entry_id.split("-")[0]) < group.start:
@@ -208,7 +210,9 @@ class _MemorySession:
                         self._backlog.append(Incoming(partition, entry_id, payload))
                     group.read_upto[partition] = index
             out: list[Incoming] = []
-            while self._backlog and len(out) < limit:
+            while True:
+                if not self._backlog or len(out) >= limit:
+                    break
                 item = self._backlog.popleft()
                 self._flying[item.partition].add(item.id)
                 out.append(item)
@@ -296,8 +300,7 @@ class _MemorySession:
         with engine._lock:
             engine._check()
             letters = engine._dead.get(self._cfg.namespace, [])
-            chosen = [letter for letter in letters if letter.id in wanted]
-            engine._dead[self._cfg.namespace] = [letter for letter in letters if letter.id not in wanted]
+            chosen, engine._dead[self._cfg.namespace] = _split_letters(letters, wanted)
             for letter in chosen:
                 entry = (f"{next(engine._seq)}-0", letter.payload)
                 engine._streams.setdefault((self._cfg.namespace, letter.partition), []).append(entry)
@@ -313,10 +316,31 @@ class _MemorySession:
                 if self._cfg.broadcast:
                     del engine._groups[key]
                 else:
-                    for p in self.owned:
-                        if group.leases.get(p, ("", 0.0))[0] == self._me:
-                            del group.leases[p]
-                    group.members.pop(self._me, None)
+                    _release(group, self.owned, self._me)
             self.owned.clear()
-            engine._waiters = {w for w in engine._waiters if w[1] is not self._event}
+            engine._waiters = _without(engine._waiters, self._event)
         engine._wake()  # another consumer may take over at once
+
+
+# Helpers of their own: a comprehension, or a loop ending in an `if`, directly under
+# `with engine._lock:` would let an interrupt skip the release on CPython 3.13
+# (tests/test_interrupt_shapes.py).
+
+
+def _split_letters(letters: list[DeadLetter], wanted: set[str]) -> tuple[list[DeadLetter], list[DeadLetter]]:
+    """The dead letters whose ids are *wanted*, and the others, in their order."""
+    return [x for x in letters if x.id in wanted], [x for x in letters if x.id not in wanted]
+
+
+def _release(group: _Group, owned: set[int], me: str) -> None:
+    """Give up the leases on *owned* partitions that *me* holds, and leave the group."""
+    for partition in owned:
+        if group.leases.get(partition, ("", 0.0))[0] == me:
+            del group.leases[partition]
+    group.members.pop(me, None)
+
+
+def _without(
+    waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]], event: asyncio.Event | None
+) -> set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]:
+    return {w for w in waiters if w[1] is not event}

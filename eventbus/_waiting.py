@@ -175,7 +175,9 @@ async def wait_for(
         bus.register(handler)
         try:
             deadline = None if timeout is None else loop.time() + timeout
-            while not box:
+            while True:
+                if box:
+                    break
                 remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
                 if remaining <= 0:
                     raise TimeoutError(f"no {_describe(key)} event arrived within {timeout} s")

@@ -251,8 +251,9 @@ class eventbus:
 
     def get_subscribers(self, topic: str) -> list[subscriber] | None:
         """Return the consumers of *topic* in registration order, or `None` if there are none."""
-        with self._lock:
-            found = [record.consumer for record in self._consumers.values() if topic in record.topics]
+        with self._lock:  # a snapshot under the lock, filtered outside it (see tests/test_interrupt_shapes.py)
+            records = list(self._consumers.values())
+        found = [record.consumer for record in records if topic in record.topics]
         return found or None
 
     def shutdown(self) -> bool:

@@ -137,7 +137,9 @@ class SyncDelivery:
         queue = state.queue
         tracked: Delivery | None = None
         try:
-            while queue:
+            while True:
+                if not queue:
+                    break
                 # Take the event off the queue with no call in between: an interrupt
                 # lands either before (the event stays queued) or during its delivery.
                 event, handlers, tracked = queue[0]
@@ -197,7 +199,9 @@ class SyncDelivery:
     def _adopt_orphans(self, queue: deque[_Item]) -> None:
         orphans = self._orphans
         with self._enter_lock:  # one adopter at a time keeps the orphans in order
-            while orphans:
+            while True:
+                if not orphans:
+                    break
                 item = orphans[0]
                 del orphans[0]
                 queue.append(item)

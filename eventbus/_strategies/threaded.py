@@ -715,7 +715,9 @@ class _ThreadPoolDelivery:
                             self._notify_finished()
                     else:
                         job: _Job | None = item
-                        while job is not None:  # a keyed event's successor follows on this worker
+                        while True:  # a keyed event's successor follows on this worker
+                            if job is None:
+                                break
                             job = self._run_job(job, index, state)
                 elif item is _STOP:
                     return
