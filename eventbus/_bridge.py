@@ -37,9 +37,10 @@ from ._delivery import Delivery
 from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnavailable, Incoming
 from ._errors import BusClosedError, QueueFullError
 from ._events import DeadEvent, Event, Message
-from ._wire import BadMessage, decode, encode, partition_of, source_of
+from ._wire import BadMessage, decode, encode, partition_of, source_of, trace_of_envelope
 
 if TYPE_CHECKING:
+    from ._context import Pending
     from ._registry import Registry, Subscription
 
 __all__ = ["Bridge", "BridgeHost", "BridgeStats"]
@@ -86,7 +87,7 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
 class _Item:
     """An incoming message on its way through the bus; called with its delivery when that is done."""
 
-    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key")
+    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key", "trace")
 
     def __init__(self, bridge: Bridge, incoming: Incoming, event: Event, key: str | None) -> None:
         self.bridge = bridge
@@ -95,6 +96,7 @@ class _Item:
         self.key = key
         self.handlers: tuple[Subscription, ...] = ()
         self.delivery: Delivery | None = None
+        self.trace: Pending | None = None
 
     def __call__(self, delivery: Delivery) -> None:
         self.bridge._delivered(self)
@@ -306,11 +308,14 @@ class Bridge:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _send(self, event: Event, publish: bool, timeout: float | None) -> Delivery | None:
-        """Accept *event* into the outbound buffer (called by the bus's post and publish)."""
-        payload, key = encode(event, self._source, self._max_payload)
+    def _send(self, event: Event, publish: bool, timeout: float | None, trace: Pending) -> Delivery | None:
+        """Accept *event* into the outbound buffer (called by the bus's post and publish).
+
+        The event's context (its id, cause and chain) and *trace*'s headers travel with it (#14).
+        """
+        payload, key = encode(event, self._source, self._max_payload, trace.context(), trace.headers)
         partition = partition_of(key, self.config.partitions, next(self._counter))
-        delivery = Delivery(event, 1) if publish else None
+        delivery = Delivery(event, 1, trace) if publish else None
         wake = False
         with self._space:
             if self._closing:
@@ -392,6 +397,7 @@ class Bridge:
                 continue
             key = envelope.get("partitionkey")
             item = _Item(self, incoming, event, key if isinstance(key, str) else None)
+            item.trace = trace_of_envelope(envelope, incoming.attempt)  # the sender's context (#14)
             if item.key is not None:
                 waiting = self._busy.get(item.key)
                 if waiting is not None:
@@ -421,7 +427,7 @@ class Bridge:
                 self._jobs.append((dead, dead_handlers, None))
             self._settle(item.incoming, key=item.key)
             return
-        delivery = item.delivery = Delivery(event, len(found))
+        delivery = item.delivery = Delivery(event, len(found), item.trace)
         delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
         self._jobs.append((event, found, delivery))
         if not self._batching:

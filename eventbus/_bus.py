@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final,
 from . import _awaiting, _waiting
 from ._bridge import Bridge
 from ._checks import check_positive_int
+from ._context import Pending, child_of, slot, trace_of
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
@@ -87,6 +89,25 @@ class FastPost(Protocol):
     """
 
     def __call__(self, registry: Registry, slow: Callable[..., None], missing: object, /) -> Callable[..., None]: ...
+
+
+def _outside_handlers() -> bool:
+    """Whether no handler runs on this thread (or awaits on its asyncio lanes): a post here is a root event."""
+    here = slot()
+    return here.current is None and not here.lanes
+
+
+class Tracer(Protocol):
+    """What `eventbus.otel.instrument` installs on a bus: a hook around every accepted event.
+
+    ``start_producer`` runs before the event is handed over (its trace can take the
+    span's context and the ``traceparent`` header); ``end_producer`` once it was
+    accepted (``exc`` `None`) or refused.
+    """
+
+    def start_producer(self, bus: EventBus, event: object, trace: Pending, bridge: Bridge | None) -> object: ...
+
+    def end_producer(self, span: object, exc: BaseException | None) -> None: ...
 
 
 def _weak_post(bus: EventBus) -> Callable[..., None]:
@@ -166,6 +187,8 @@ class EventBus:
         "_routes",
         "_strategy",
         "_submit",
+        "_submit_traced",
+        "_tracer",
         "_watchers",
         "name",
     )
@@ -191,6 +214,12 @@ class EventBus:
         self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
+        # A strategy that carries traces itself takes the trace as a fifth argument;
+        # for any other, a traced event travels in a Delivery made for it (see _hand_over).
+        self._submit_traced: Callable[..., None] | None = (
+            self._strategy.submit if getattr(self._strategy, "takes_traces", False) is True else None
+        )
+        self._tracer: Tracer | None = None  # set by eventbus.otel.instrument(); see _hand_over
         self._closed = False
         self._watchers = _waiting.Watchers()
         self._routes: Routes[Bridge] | None = None  # bridged classes (#12)
@@ -277,9 +306,9 @@ class EventBus:
         # The hot path: a known event class with handlers. Everything else (topic
         # strings, None, Messages, dead events, a closed bus) takes _accept.
         handlers = self._registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
-        if handlers and data is _MISSING and not self._closed:
+        if handlers and data is _MISSING and not self._closed and _outside_handlers():
             self._submit(event, handlers, None, timeout)
-        else:
+        else:  # posted by a handler (its trace follows the event: #14), or not the common case
             self._accept(event, data, timeout, publish=False)
 
     def publish(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
@@ -307,12 +336,22 @@ class EventBus:
             raise TypeError(f"data= goes with a topic string, not with {type(event).__qualname__}; put it in the event")
         elif event is None:
             raise TypeError("cannot post None; post an Event, a topic string or another object")
+        state = self._dispatcher.state()
+        # The trace (#14): a child of the event being handled here, if any; a root event
+        # gets one only if it is published or traced, else its context is made when read.
+        parent = trace_of(state.trace)
+        trace = (
+            child_of(parent, self.name, time.time_ns())
+            if parent is not None or publish or self._tracer is not None
+            else None
+        )
         if self._routes is not None:  # a bridged class goes to its bridge, not to local handlers (#12)
             bridge = self._routes.find(type(event))
             if bridge is not None:
-                return bridge._send(event, publish, timeout)  # type: ignore[arg-type]  # bridged classes are Events
+                if trace is None:
+                    trace = Pending(None, self.name, time.time_ns())
+                return self._hand_over(event, (), None, timeout, trace, bridge, publish)
         handlers = self._registry.handlers_for(event)
-        state = self._dispatcher.state()
         dead = not handlers
         if dead:
             if type(event) is DeadEvent:
@@ -323,12 +362,46 @@ class EventBus:
             if not handlers:  # nobody wants the dead event either: counted, dropped
                 state.dead += 1
                 state.posted += 1
-                return Delivery(event, 0) if publish else None
-        delivery = Delivery(event, len(handlers)) if publish else None
-        self._submit(event, handlers, delivery, timeout)  # counts the event as posted
+                return Delivery(event, 0, trace) if publish else None
+        delivery = Delivery(event, len(handlers), trace) if publish else None
+        self._hand_over(event, handlers, delivery, timeout, trace)  # counts the event as posted
         if dead:  # counted once accepted: a QueueFullError retry must not count it twice
             state.dead += 1
         return delivery
+
+    def _hand_over(
+        self,
+        event: object,
+        handlers: tuple[Subscription, ...],
+        delivery: Delivery | None,
+        timeout: float | None,
+        trace: Pending | None,
+        bridge: Bridge | None = None,
+        publish: bool = False,
+    ) -> Delivery | None:
+        """Give an event to the strategy (or its bridge) with its trace; the accepted point is in there."""
+        tracer = self._tracer
+        span = None if tracer is None or trace is None else tracer.start_producer(self, event, trace, bridge)
+        try:
+            if bridge is not None:
+                assert trace is not None
+                return bridge._send(event, publish, timeout, trace)  # type: ignore[arg-type]  # bridged classes are Events
+            if trace is None:
+                self._submit(event, handlers, delivery, timeout)
+            elif self._submit_traced is not None:
+                self._submit_traced(event, handlers, delivery, timeout, trace)
+            else:  # a strategy that carries no trace: a Delivery carries it
+                carrier = delivery if delivery is not None else Delivery(event, len(handlers), trace, carrier=True)
+                self._submit(event, handlers, carrier, timeout)
+            return delivery
+        except BaseException as exc:
+            if span is not None:
+                tracer.end_producer(span, exc)  # type: ignore[union-attr]  # span implies tracer
+                span = None
+            raise
+        finally:
+            if span is not None:
+                tracer.end_producer(span, None)  # type: ignore[union-attr]  # span implies tracer
 
     # -- bridges (#12) ---------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
 
+from ._context import EventContext, Pending
+
 __all__ = ["Delivery", "SKIPPED", "set_if_pending"]
 
 SKIPPED: Final[Any] = object()
@@ -32,11 +34,28 @@ class Delivery:
     blocking the event loop.
     """
 
-    __slots__ = ("_callbacks", "_done", "_errors", "_lock", "_outcomes", "_pending", "_waiter", "event")
+    __slots__ = (
+        "_callbacks",
+        "_done",
+        "_errors",
+        "_lock",
+        "_outcomes",
+        "_pending",
+        "_trace",
+        "_waiter",
+        "carrier",
+        "event",
+    )
 
-    def __init__(self, event: object, handler_count: int) -> None:
+    def __init__(
+        self, event: object, handler_count: int, trace: Pending | None = None, *, carrier: bool = False
+    ) -> None:
         self.event: object = event
         """The event being delivered."""
+        self._trace: Pending | None = trace
+        self.carrier: bool = carrier
+        """True for a handle that the bus made only to carry an event's trace through a strategy
+        that takes no trace of its own (nobody waits on it; its failures get no notes)."""
         self._outcomes: list[Any] = [_PENDING] * handler_count
         self._errors: list[tuple[int, BaseException]] = []
         self._pending = handler_count
@@ -111,6 +130,17 @@ class Delivery:
         self._done = handler_count == 0
 
     # -- public ---------------------------------------------------------------------------
+
+    @property
+    def context(self) -> EventContext:
+        """The `EventContext` of the published event (the one its handlers see).
+
+        Added in version 0.2.
+        """
+        trace = self._trace
+        if trace is None:  # a Delivery made by hand, outside a bus
+            trace = self._trace = Pending(None, "eventbus", None)
+        return trace.context()
 
     def done(self) -> bool:
         """Whether every handler has finished (or was skipped)."""
