@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from eventbus import Delivery, ErrorContext, Event, EventBus, QueueFullError, subscribe
-from eventbus._strategies.threaded import IDLE_WAKE_SECONDS, _drain_at_exit, _ThreadPoolDelivery
+from eventbus._strategies._pool_exit import drain_at_exit
+from eventbus._strategies._pool_queues import IDLE_WAKE_SECONDS
+from eventbus._strategies.threaded import _ThreadPoolDelivery
 
 THREADED = ["ordered", "concurrent"]
 WAIT = 10.0  # the longest any join, gate or poll may take before the test fails
@@ -670,7 +672,7 @@ def test_fork_while_a_worker_is_mid_handler(strategy: str) -> None:
             joined = bus.join(5.0) and never_shut.join(5.0)
             seen = tally.snapshot()
             shut = bus.shutdown(timeout=5.0)
-            _drain_at_exit()  # what the child's interpreter exit runs
+            drain_at_exit()  # what the child's interpreter exit runs
             return {
                 "joined": joined,
                 "shut": shut,

@@ -5,8 +5,11 @@ the bus knows which strategy runs.
 
 - `protocol`: `DeliveryStrategy`, the contract, and `is_strategy`;
 - `sync`: `SyncDelivery`, on the posting thread;
-- `threaded`: `ConcurrentDelivery` and `OrderedDelivery`, on a pool of threads;
-- `asyncio`: `AsyncioDelivery`, on an event loop;
+- `threaded`: `ConcurrentDelivery` and `OrderedDelivery`, on a pool of threads
+  (with `_pool_queues`, its run queue and lines, and `_pool_exit`, the drain at
+  interpreter exit);
+- `asyncio`: `AsyncioDelivery`, on an event loop (in three parts over
+  `_asyncio_state`: intake and waiting here, `_asyncio_lanes`, `_asyncio_recovery`);
 - `backpressure`: waiting for room, shared by the pools and the asyncio strategy.
 """
 

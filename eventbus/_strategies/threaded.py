@@ -9,23 +9,9 @@ differ only in which events must keep their order:
 - `OrderedDelivery` also keys the events without one, by their topic (or class),
   so every topic is a stream handled one event at a time.
 
-How the parts fit:
-
-*Key lines.* While an event with key *k* is being handled, later events with key
-*k* wait in *k*'s line, not in the run queue; when the event has reached every
-handler, the worker that finished it runs the next one in the line itself (no
-hand-over to another thread). So events with one key run one at a time in the
-order they were accepted, and different keys run in parallel on up to
-``workers`` threads.
-
-*Subscriber lines.* ``thread_safe=False`` handlers of one subscriber object share
-a line. A worker that finds the subscriber busy leaves the call in its line and
-moves on to the event's other handlers and to other events; the worker that
-frees the subscriber hands the line to the run queue. So a slow subscriber holds
-at most one worker, never the pool (the ancestor parked workers on a lock). An
-event whose only handler is such a handler becomes a mailbox entry in the line
-(put there by the poster itself, or, from the main thread, by the worker that
-takes the event). Lines take no lock: see `_Line`.
+How the parts fit: *key lines* keep the events of one ordering key in order, and
+*subscriber lines* keep a busy ``thread_safe=False`` subscriber from holding a
+worker (both in `_pool_queues`, with the run queue that feeds the workers).
 
 *Backpressure.* At most ``max_queued`` accepted events wait to start. ``post``
 blocks while that many wait, or raises `QueueFullError` when its ``timeout=``
@@ -55,7 +41,6 @@ a forked child the pool starts over with fresh locks, queues and workers
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 from collections import deque
@@ -66,6 +51,8 @@ from .._checks import check_positive_int
 from .._dispatch import GIL_DISABLED, logger
 from .._errors import BusClosedError
 from .._events import ordering_key_of, topic_of
+from ._pool_exit import EXIT_STALL_SECONDS, open_pools
+from ._pool_queues import _IDLE, _STOP, _KeyedWork, _Line, _Parked, _RunQueue, _Unit
 from .backpressure import Gates, queue_full_error
 
 if TYPE_CHECKING:
@@ -74,20 +61,6 @@ if TYPE_CHECKING:
     from .._registry import Subscriber, Subscription
 
 __all__ = ["EXIT_STALL_SECONDS", "ConcurrentDelivery", "OrderedDelivery"]
-
-EXIT_STALL_SECONDS: Final = 5.0
-"""At interpreter exit, give up draining once no event has finished for this long."""
-
-IDLE_WAKE_SECONDS: Final = 0.5
-"""How long an idle worker sleeps before it looks at the run queue again on its own.
-
-Workers are woken by the post that gives them work; this bound only matters when
-that wake-up was lost: a ``KeyboardInterrupt`` that lands between a post taking a
-sleeper off the list and releasing it, or (free-threaded CPython) a post and a
-worker that miss each other. Then the event waits at most this long instead of
-forever. Half a second costs an idle worker two wake-ups a second (a few
-microseconds each: well under 0.01 % of a core for a default 8-worker bus).
-"""
 
 _WAIT_SLICE: Final = 0.1
 # The longest a blocked caller (join, shutdown, unregister, a post waiting for room)
@@ -98,127 +71,7 @@ _LOCK_FREE: Final = not GIL_DISABLED
 # Without the GIL, posts and subscriber-line hand-overs take the pool's lock
 # (see submit, _park, _let_go and docs/design.md, "Without the GIL").
 
-_STOP: Final = object()  # what the run queue hands a worker once the pool has stopped
-_IDLE: Final = object()  # what it hands a worker that slept IDLE_WAKE_SECONDS for nothing
-
 _CLOSED: Final = "the bus was shut down before this event was accepted; it was not delivered"
-
-
-class _KeyedWork:
-    """The progress of one event that has an ordering key: its key is released at zero."""
-
-    __slots__ = ("key", "pending")
-
-    def __init__(self, key: Hashable) -> None:
-        self.key = key
-        self.pending = 1  # the worker's pass over the handlers, plus one per call parked in a line
-
-
-# An accepted event on its way through the pool:
-# (event, handlers, delivery, keyed work or None, join phase 0 or 1).
-_Job = tuple[object, tuple["Subscription", ...], "Delivery | None", _KeyedWork | None, int]
-# A thread_safe=False call parked in its subscriber's line:
-# (handler, event, delivery, position, keyed work, join phase of its event).
-_Parked = tuple["Subscription", object, "Delivery | None", int, _KeyedWork | None, int]
-
-
-class _Line:
-    """The waiting line of one subscriber's ``thread_safe=False`` handler calls.
-
-    Only threads that receive no signals touch a line: workers, and posts made on
-    threads other than the main one (a ``KeyboardInterrupt`` could leave a line
-    claimed and never queued; the main thread's posts go through the run queue).
-    A line takes no lock of the pool's. Whoever holds `claim` is the line's only
-    runner: a worker running one of its calls, or the worker it was handed to
-    through the run queue. A thread that parks a call appends it and then tries
-    the claim without blocking: if it gets it, the line was idle and it puts the
-    line on the run queue; if not, the holder will run the call. A runner that
-    finds `calls` empty releases the claim and then looks once more, so a call
-    appended just before the release is never left behind: either the runner sees
-    it and takes the claim back, or the parker's own try succeeds.
-    """
-
-    __slots__ = ("calls", "claim", "pool")
-
-    def __init__(self, pool: object) -> None:
-        self.calls: deque[_Parked] = deque()
-        self.claim = threading.Lock()
-        self.pool = pool
-        """The pool generation that made it (`_ThreadPoolDelivery._lines`); a line from before a fork is stale."""
-
-
-class _RunQueue:
-    """The pool's FIFO of work, which wakes a sleeping worker only if one sleeps.
-
-    `queue.SimpleQueue` hands every put to a waiting getter, so with fast handlers
-    all the workers cycle through sleep and wake-up for each event and fight over
-    the GIL. Here a put wakes one sleeper only when there is one, and workers that
-    are awake keep taking what accumulates, so the number of busy workers follows
-    the load. ``deque.append``/``popleft`` and ``list.append``/``pop`` are atomic;
-    each worker sleeps on its own lock (its *gate*), for at most
-    `IDLE_WAKE_SECONDS`, so a wake-up that was lost costs latency, never a hang.
-
-    A gate is released by whoever took it off `_sleepers`. A release may come
-    late (after the worker woke by itself) or twice in a row; the worker makes
-    sure it holds its gate before it announces itself again, and a release of an
-    open gate is ignored: either way the worst outcome is a spurious wake-up.
-    """
-
-    __slots__ = ("_items", "_sleepers", "stopped")
-
-    def __init__(self) -> None:
-        self._items: deque[object] = deque()
-        self._sleepers: list[threading.Lock] = []
-        self.stopped = False
-        """Set once the pool has stopped: an idle worker then ends."""
-
-    def put(self, item: object) -> None:
-        """Append *item*; wake one sleeping worker, if any (workers only: posts inline this)."""
-        self._items.append(item)
-        if self._sleepers:
-            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
-                self._sleepers.pop().release()
-            except (IndexError, RuntimeError):  # no sleeper left / its gate was open already
-                pass
-
-    def wake_all(self) -> None:
-        """Wake every sleeping worker."""
-        sleepers = self._sleepers
-        while sleepers:
-            try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
-                sleepers.pop().release()
-            except (IndexError, RuntimeError):
-                pass
-
-    def get(self, gate: threading.Lock) -> object:
-        """Take the next item, sleeping on *gate* while there is none.
-
-        Returns `_STOP` once the pool has stopped, and `_IDLE` after a sleep that
-        no put() ended (so the worker can look after the pool, then call again).
-        """
-        items, sleepers = self._items, self._sleepers
-        while True:
-            try:
-                return items.popleft()
-            except IndexError:
-                pass
-            if self.stopped:
-                return _STOP
-            gate.acquire(False)  # hold the gate: a late release may have left it open
-            sleepers.append(gate)
-            woken = True
-            if not items and not self.stopped:  # nothing arrived between the look and the announcement
-                woken = gate.acquire(timeout=IDLE_WAKE_SECONDS)  # until a put() releases it, or look again
-            try:
-                sleepers.remove(gate)
-            except ValueError:  # a put() took us off the list
-                pass
-            else:
-                if not woken and not items:
-                    return _IDLE
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class _ThreadPoolDelivery:
@@ -301,7 +154,7 @@ class _ThreadPoolDelivery:
         self._held = 0  # events waiting in key lines (under _lock)
         self._parked: deque[None] = deque()  # one token per call parked in a subscriber line
         self._queued_lines: deque[None] = deque()  # one token per subscriber line in the run queue
-        self._keys: dict[Hashable, deque[_Job]] = {}  # key -> jobs waiting behind the active one
+        self._keys: dict[Hashable, deque[_Unit]] = {}  # key -> jobs waiting behind the active one
         self._epoch = 0  # join epochs so far (under _lock)
         self._phase = 0  # the phase new units count in: _epoch & 1
         self._lines = object()  # this generation of subscriber lines (see _Line.pool)
@@ -322,7 +175,7 @@ class _ThreadPoolDelivery:
         self._local = dispatcher.local
         self._name = str(getattr(dispatcher.bus, "name", "eventbus"))  # a string: no worker holds the bus
         self._start_workers()
-        _open_pools.add(self)
+        open_pools.add(self)
 
     def _start_workers(self) -> None:
         # The thread's target is this strategy, never the bus (see docs/design.md, "Garbage").
@@ -358,7 +211,7 @@ class _ThreadPoolDelivery:
         retired.finished_odd += submitted_odd - finished_odd
         if self._closed:
             self._stopped = self._runq.stopped = True
-            _open_pools.discard(self)
+            open_pools.discard(self)
         else:
             self._start_workers()
 
@@ -393,9 +246,9 @@ class _ThreadPoolDelivery:
             keyed = None if key is None else _KeyedWork(key)
             with self._lock:
                 ahead = None if key is None else self._keys.get(key)  # may run the key's __hash__
-                new: deque[_Job] | None = deque() if key is not None and ahead is None else None
+                new: deque[_Unit] | None = deque() if key is not None and ahead is None else None
                 phase = self._phase
-                keyed_job: _Job = (event, handlers, delivery, keyed, phase)
+                keyed_job: _Unit = (event, handlers, delivery, keyed, phase)
                 if self._closed:
                     raise BusClosedError(_CLOSED)
                 if new is not None:
@@ -714,7 +567,7 @@ class _ThreadPoolDelivery:
                         if self._forgetting or self._joiners or self._closed:
                             self._notify_finished()
                     else:
-                        job: _Job | None = item
+                        job: _Unit | None = item
                         while True:  # a keyed event's successor follows on this worker
                             if job is None:
                                 break
@@ -733,7 +586,7 @@ class _ThreadPoolDelivery:
             # Hold no event, handler or subscriber while asleep (a dropped bus must be collectable).
             item = event = handlers = delivery = sub = job = None
 
-    def _run_job(self, job: _Job, index: int, state: ThreadState) -> _Job | None:
+    def _run_job(self, job: _Unit, index: int, state: ThreadState) -> _Unit | None:
         event, handlers, delivery, keyed, phase = job
         last = len(handlers) - 1
         for position, sub in enumerate(handlers):
@@ -826,11 +679,11 @@ class _ThreadPoolDelivery:
         except BaseException as escaped:
             _escaped(sub, escaped)
 
-    def _finish(self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False) -> _Job | None:
+    def _finish(self, keyed: _KeyedWork | None, phase: int, state: ThreadState, *, keep: bool = False) -> _Unit | None:
         # One unit is done: release its key when its event is complete, then count it.
         # The key's next event goes to the run queue, or with *keep* back to the caller,
         # a worker that then runs it at once instead of handing it to another thread.
-        following: _Job | None = None
+        following: _Unit | None = None
         try:
             if keyed is not None:
                 with self._lock:
@@ -870,7 +723,7 @@ class _ThreadPoolDelivery:
         # `stopped` again within IDLE_WAKE_SECONDS.
         if self._closed and not self._stopped and self._unfinished() == 0:
             self._stopped = self._runq.stopped = True
-            _open_pools.discard(self)  # nothing left for the exit drain
+            open_pools.discard(self)  # nothing left for the exit drain
             self._runq.wake_all()
 
 
@@ -942,33 +795,3 @@ class OrderedDelivery(_ThreadPoolDelivery):
     """
 
     _key_of = staticmethod(_ordered_key)
-
-
-# The pools that may still hold undelivered events, for the exit drain. A plain set,
-# not a WeakSet: a pool's worker threads keep it alive until it stops (when
-# _stop_if_idle discards it) anyway, and a mypyc-compiled class takes no weak
-# references. It holds strategies only, never a bus.
-_open_pools: set[_ThreadPoolDelivery] = set()
-
-
-def _drain_at_exit() -> None:
-    # Deliver what open buses accepted before the interpreter goes away: wait as
-    # long as events keep finishing, but never hang on a handler that does not return.
-    pools = list(_open_pools)
-    for pool in pools:
-        pool.shutdown(wait=False, timeout=None)
-    progress, last_progress = -1, time.monotonic()
-    while True:
-        pending = [pool for pool in pools if pool._unfinished()]
-        if not pending:
-            return
-        finished = sum(pool._finished_total() for pool in pending)
-        now = time.monotonic()
-        if finished != progress:
-            progress, last_progress = finished, now
-        elif now - last_progress >= EXIT_STALL_SECONDS:
-            return
-        pending[0]._wait_settled(time.monotonic() + 0.05)
-
-
-atexit.register(_drain_at_exit)
