@@ -7,6 +7,7 @@ frozen pydantic models; a pluggable strategy runs the handlers.
 from ._bridge import Bridge, BridgeStats
 from ._bus import EventBus
 from ._compiled import compiled
+from ._context import EventContext, current_context
 from ._decorators import subscribe
 from ._default import get_default_bus, post, publish, register, reset_default_bus, set_default_bus, unregister
 from ._delivery import Delivery
@@ -35,6 +36,7 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "EventBusWarning",
+    "EventContext",
     "EventStream",
     "HandlerInfo",
     "Message",
@@ -47,6 +49,7 @@ __all__ = [
     "SyncDelivery",
     "Topology",
     "compiled",
+    "current_context",
     "get_default_bus",
     "post",
     "publish",

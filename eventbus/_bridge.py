@@ -397,7 +397,7 @@ class Bridge:
                 continue
             key = envelope.get("partitionkey")
             item = _Item(self, incoming, event, key if isinstance(key, str) else None)
-            item.trace = trace_of_envelope(envelope, incoming.attempt)  # the sender's context (#14)
+            item.trace = trace_of_envelope(envelope, incoming.attempt, self.config.group)  # the sender's context (#14)
             if item.key is not None:
                 waiting = self._busy.get(item.key)
                 if waiting is not None:
@@ -427,7 +427,10 @@ class Bridge:
                 self._jobs.append((dead, dead_handlers, None))
             self._settle(item.incoming, key=item.key)
             return
-        delivery = item.delivery = Delivery(event, len(found), item.trace)
+        trace = item.trace
+        if trace is not None:  # a retry is the same event on a later attempt (#14)
+            trace = item.trace = trace.again(item.incoming.attempt)
+        delivery = item.delivery = Delivery(event, len(found), trace)
         delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
         self._jobs.append((event, found, delivery))
         if not self._batching:

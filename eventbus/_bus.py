@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final,
 from . import _awaiting, _waiting
 from ._bridge import Bridge
 from ._checks import check_positive_int
-from ._context import Pending, child_of, slot, trace_of
+from ._context import Pending, child_of, in_handler, slot, trace_of
 from ._delivery import Delivery
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
-from ._registry import Registry, Subscription
+from ._registry import Registry, Subscriber, Subscription
 from ._routes import Routes
 from ._strategies import (
     AsyncioDelivery,
@@ -92,9 +92,8 @@ class FastPost(Protocol):
 
 
 def _outside_handlers() -> bool:
-    """Whether no handler runs on this thread (or awaits on its asyncio lanes): a post here is a root event."""
-    here = slot()
-    return here.current is None and not here.lanes
+    """Whether no handler runs in this thread or task: a post here is a root event."""
+    return not in_handler(slot())
 
 
 class Tracer(Protocol):
@@ -108,6 +107,9 @@ class Tracer(Protocol):
     def start_producer(self, bus: EventBus, event: object, trace: Pending, bridge: Bridge | None) -> object: ...
 
     def end_producer(self, span: object, exc: BaseException | None) -> None: ...
+
+    def registered(self, record: Subscriber) -> None:
+        """*record*'s handlers were just registered (an instrumentation wraps them)."""
 
 
 def _weak_post(bus: EventBus) -> Callable[..., None]:
@@ -255,6 +257,10 @@ class EventBus:
         if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
             self._routes.check(subscriber)
         self._registry.add(subscriber)
+        if self._tracer is not None:  # an instrumentation wraps the new handlers (#14)
+            record = self._registry.record(subscriber)
+            if record is not None:
+                self._tracer.registered(record)
 
     def unregister(self, subscriber: object) -> bool:
         """Remove every handler of *subscriber*; return `False` if it was not registered.
@@ -306,8 +312,8 @@ class EventBus:
         # The hot path: a known event class with handlers. Everything else (topic
         # strings, None, Messages, dead events, a closed bus) takes _accept.
         handlers = self._registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
-        if handlers and data is _MISSING and not self._closed and _outside_handlers():
-            self._submit(event, handlers, None, timeout)
+        if handlers and data is _MISSING and not self._closed and (self._submit_traced or _outside_handlers()):
+            self._submit(event, handlers, None, timeout)  # a strategy that takes traces finds a poster's itself
         else:  # posted by a handler (its trace follows the event: #14), or not the common case
             self._accept(event, data, timeout, publish=False)
 
@@ -368,6 +374,25 @@ class EventBus:
         if dead:  # counted once accepted: a QueueFullError retry must not count it twice
             state.dead += 1
         return delivery
+
+    def _set_tracer(self, tracer: Tracer | None) -> None:
+        """Install (or, with `None`, remove) an instrumentation: see `eventbus.otel.instrument`.
+
+        While one is installed every post takes the checking path through `_accept`
+        (where the producer hook runs) and ``register`` reports new handlers; without
+        one, the one-frame post and register are back and nothing else is looked at.
+        """
+        self._tracer = tracer
+        if tracer is not None:
+            vars(self)["post"] = _weak_post(self)
+            vars(self).pop("register", None)
+            return
+        vars(self).pop("post", None)
+        fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
+        if fast_post is not None and type(self).post is EventBus.post and not self._closed:
+            vars(self)["post"] = fast_post(self._registry, _weak_post(self), _MISSING)
+        if type(self).register is EventBus.register and self._routes is None:
+            vars(self)["register"] = self._registry.add
 
     def _hand_over(
         self,

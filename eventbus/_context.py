@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, final
 
@@ -41,6 +41,8 @@ __all__ = [
     "child_of",
     "current_context",
     "handling",
+    "in_handler",
+    "nested",
     "new_id",
     "slot",
     "task_trace",
@@ -112,7 +114,7 @@ class Pending:
     OpenTelemetry span context of the event's producer span).
     """
 
-    __slots__ = ("_built", "attempt", "extra", "headers", "parent", "source", "time_ns")
+    __slots__ = ("_built", "attempt", "extra", "group", "headers", "parent", "source", "time_ns")
 
     def __init__(
         self, parent: EventContext | None, source: str, time_ns: int | None, built: EventContext | None = None
@@ -124,12 +126,23 @@ class Pending:
         self.extra: Any = None
         self.headers: dict[str, str] | None = None
         """Extension attributes that cross a bridge with the event (``traceparent``, ``tracestate``)."""
+        self.group: str | None = None
+        """The consumer group of the bridge that received the event (`None` for a local event)."""
         self._built: EventContext | None = built
 
     @classmethod
     def of(cls, context: EventContext) -> Pending:
         """A trace whose context is already known (an event that came through a bridge)."""
         return cls(None, context.source, None, context)
+
+    def again(self, attempt: int) -> Pending:
+        """The trace of the same event delivered again, as its *attempt*-th attempt (a bridge's retry)."""
+        context = self.context()
+        if context.attempt == attempt:
+            return self
+        made = Pending.of(replace(context, attempt=attempt))
+        made.headers, made.group = self.headers, self.group
+        return made
 
     @property
     def built(self) -> bool:
@@ -170,8 +183,8 @@ class Slot:
     trace of the event being handled), or the event itself (a root event with no
     trace yet: then ``owner`` is the `Dispatcher` of its bus, for the context's
     source). Strategies store into it directly on their hot paths. ``lanes``
-    counts the asyncio lanes of this thread that are inside an ``async def``
-    handler, whose traces are in `task_trace`.
+    counts the asyncio lanes running on this thread: their handlers are found
+    through `task_trace`, and a post made here must look there too.
     """
 
     __slots__ = ("current", "lanes", "owner", "raw", "raw_trace")
@@ -196,8 +209,9 @@ def slot() -> Slot:
     return found
 
 
-task_trace: Final[ContextVar[Pending | None]] = ContextVar("eventbus_task_trace", default=None)
-"""The trace of the event whose ``async def`` handler runs in this task (the asyncio strategy's lanes)."""
+task_trace: Final[ContextVar[Slot | None]] = ContextVar("eventbus_task_trace", default=None)
+"""The `Slot` of the asyncio lane that runs in this task: lanes interleave their handlers on one
+thread, so each keeps what it handles in a slot of its own, found through this variable."""
 
 
 def trace_of(here: Slot) -> Pending | None:
@@ -208,7 +222,8 @@ def trace_of(here: Slot) -> Pending | None:
     """
     current = here.current
     if current is None:
-        return task_trace.get()
+        lane = task_trace.get()  # an asyncio lane's handler: the lane has its own slot
+        return None if lane is None or lane is here else trace_of(lane)
     if type(current) is Pending:
         return current
     made = Pending(None, str(getattr(here.owner, "name", "eventbus")), None)
@@ -226,6 +241,17 @@ def handling() -> Pending | None:
 def child_of(parent: Pending | None, source: str, time_ns: int) -> Pending:
     """The trace of an event accepted by bus *source* at *time_ns*, posted by a handler of *parent*."""
     return Pending(None if parent is None else parent.context(), source, time_ns)
+
+
+def in_handler(here: Slot) -> bool:
+    """Whether a handler of some bus runs in this thread or task (strategies inline this test)."""
+    return here.current is not None or (bool(here.lanes) and task_trace.get() is not None)
+
+
+def nested(here: Slot, source: str) -> Pending | None:
+    """The trace of an event that bus *source* accepts now, if a handler posted it; else `None`."""
+    parent = trace_of(here)
+    return None if parent is None else Pending(parent.context(), source, time.time_ns())
 
 
 def current_context() -> EventContext | None:

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final, final
 
-from ._context import EventContext, Pending
+from ._context import EventContext, Pending, Slot, nested
 
-__all__ = ["Delivery", "SKIPPED", "set_if_pending"]
+__all__ = ["Delivery", "SKIPPED", "carrier", "set_if_pending"]
 
 SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
@@ -218,3 +218,18 @@ def set_if_pending(future: asyncio.Future[None]) -> None:
     """Resolve *future* with `None` unless it is done already (a wake-up that may come twice)."""
     if not future.done():
         future.set_result(None)
+
+
+def carrier(event: object, handler_count: int, trace: Pending | None, here: Slot, source: str) -> Delivery | None:
+    """A `Delivery` that carries *event*'s trace through a strategy's queue, or `None` if it has none.
+
+    For the strategies that keep no trace per queued event (the pools, the asyncio
+    strategy): an event posted by a handler, or handed over with a trace, travels
+    with a handle that nobody waits on; `Dispatcher.call` marks its trace while its
+    handlers run. A root event needs none: its context is made if it is read.
+    """
+    if trace is None:
+        trace = nested(here, source)
+        if trace is None:
+            return None
+    return Delivery(event, handler_count, trace, carrier=True)

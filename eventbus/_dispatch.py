@@ -38,6 +38,7 @@ from ._delivery import SKIPPED
 from ._events import topic_of
 
 if TYPE_CHECKING:
+    from ._context import Pending
     from ._delivery import Delivery
     from ._registry import Subscription
 
@@ -186,7 +187,7 @@ class ThreadState:
         """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None
         """Sync strategy: the handler this thread is calling (or last called in its current event)."""
-        self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
+        self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None, Pending | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
         self.end_ref: weakref.ref[object] | None = None
         """Fires when the thread's local storage goes away, that is when the thread ends."""

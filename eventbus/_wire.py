@@ -194,9 +194,10 @@ def context_of(envelope: Mapping[str, Any], attempt: int) -> EventContext:
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
 
-def trace_of_envelope(envelope: Mapping[str, Any], attempt: int) -> Pending:
-    """The trace of a received event: its context as sent, and its ``traceparent``/``tracestate``."""
+def trace_of_envelope(envelope: Mapping[str, Any], attempt: int, group: str | None = None) -> Pending:
+    """The trace of a received event: its context as sent, its ``traceparent``/``tracestate``, the receiving group."""
     trace = Pending.of(context_of(envelope, attempt))
+    trace.group = group
     headers = {name: value for name in _TRACE_HEADERS if isinstance(value := envelope.get(name), str)}
     if headers:
         trace.headers = headers

@@ -175,6 +175,7 @@ def test_causation_crosses_from_one_bus_and_strategy_to_another(make_bus: Callab
             def placed(self, event: Placed) -> None:
                 seen.add("placed", event)
                 other.post(Charged(n=event.n))
+                seen.add("placed-after", event)  # still this event's context, with this bus as source
 
         class Inner:
             @subscribe(Charged)
@@ -190,13 +191,14 @@ def test_causation_crosses_from_one_bus_and_strategy_to_another(make_bus: Callab
         other.shutdown(timeout=WAIT)
     (placed,) = seen.of("placed")
     (charged,) = seen.of("charged")
+    assert seen.of("placed-after") == [placed]
     assert charged.causation_id == placed.id
     assert charged.correlation_id == placed.id
     assert (placed.source, charged.source) == ("outer", "inner")
 
 
 def test_async_handlers_see_their_context_across_awaits(make_bus: Callable[..., EventBus]) -> None:
-    """An ``async def`` handler (on any strategy) sees its event's context before and after an await, and its posts carry it."""
+    """An ``async def`` handler sees its event's context before and after an await; its posts carry it."""
     bus = make_bus()
     seen = Seen()
 
@@ -363,6 +365,7 @@ def test_contexts_cross_a_bridge(strategy: str) -> None:
     first, second = seen.of("shipped")
     assert first.causation_id == placed.id
     assert first.correlation_id == placed.id
-    assert first.source.startswith("//") and first.source.endswith("/sender")
+    assert first.source.startswith("//")
+    assert first.source.endswith("/sender")
     assert (first.attempt, second.attempt) == (1, 2)
     assert (second.id, second.causation_id, second.correlation_id) == (first.id, placed.id, placed.id)

@@ -21,10 +21,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
+from .._context import in_handler, nested
 from .._dispatch import GIL_DISABLED, ThreadState
 from .._errors import BusClosedError
 
 if TYPE_CHECKING:
+    from .._context import Pending
     from .._delivery import Delivery
     from .._dispatch import Dispatcher
     from .._registry import Registry, Subscriber, Subscription
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncDelivery"]
 
 
-_Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
+_Item = tuple[object, tuple["Subscription", ...], "Delivery | None", "Pending | None"]
 
 
 _CLOSED: Final = ThreadState()
@@ -72,6 +74,9 @@ class SyncDelivery:
 
     __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_first_poster", "_local", "_locking", "_orphans", "_state")
 
+    takes_traces: Final = True
+    """`submit` takes each event's trace (#14) and marks the event as current while its handlers run."""
+
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
         self._first_poster: ThreadState | None = None  # the first thread that posted (_CLOSED after shutdown)
@@ -100,19 +105,24 @@ class SyncDelivery:
         handlers: tuple[Subscription, ...],
         delivery: Delivery | None,
         timeout: float | None,
+        trace: Pending | None = None,
     ) -> None:
         """Deliver now, or queue behind the event this thread is delivering."""
+        if trace is None and delivery is not None:
+            trace = delivery._trace  # a published event handed over without its trace (a bridge's)
         if self._closed:
             raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
         try:
             state: ThreadState = self._local.state
         except AttributeError:
             state = self._state()
+        if trace is None and delivery is None and in_handler(state.trace):  # posted by a handler, not via _accept
+            trace = nested(state.trace, self._dispatcher.name)  # type: ignore[union-attr]  # started
         queue = state.queue
         if state.dispatching:
             # Accepted point: the count, then the append, with no call between them.
             state.posted += 1
-            queue.append((event, handlers, delivery))
+            queue.append((event, handlers, delivery, trace))
             return
         if state is not self._first_poster and not self._locking:
             self._enter(state)
@@ -123,7 +133,7 @@ class SyncDelivery:
             # except below hands it to the orphans; nothing is taken back.
             state.posted += 1
             state.dispatching = True
-            queue.append((event, handlers, delivery))
+            queue.append((event, handlers, delivery, trace))
             self._drain(state)
         except BaseException:
             self._strand(state)
@@ -133,17 +143,25 @@ class SyncDelivery:
             state.calling = None
 
     def _drain(self, state: ThreadState) -> None:
-        """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
+        """Deliver this thread's queue in order, until it is empty (the thread is dispatching).
+
+        Each event is marked as the one being handled on this thread (its trace, or
+        the event itself when it has none yet) while its handlers run (#14).
+        """
         queue = state.queue
         tracked: Delivery | None = None
+        here = state.trace
+        before, owner = here.current, here.owner  # another bus's event, when a handler of it posted here
         try:
+            here.owner = self._dispatcher
             while True:
                 if not queue:
                     break
                 # Take the event off the queue with no call in between: an interrupt
                 # lands either before (the event stays queued) or during its delivery.
-                event, handlers, tracked = queue[0]
+                event, handlers, tracked, trace = queue[0]
                 del queue[0]
+                here.current = event if trace is None else trace
                 if tracked is None:
                     self._deliver(state, event, handlers)
                 else:  # published: every call goes through the dispatcher, to settle it
@@ -157,6 +175,8 @@ class SyncDelivery:
             if tracked is not None:  # the handlers not called yet will not be called
                 tracked._settle_rest()
             raise
+        finally:
+            here.current, here.owner = before, owner
 
     def _deliver(self, state: ThreadState, event: object, handlers: tuple[Subscription, ...]) -> None:
         """The call loop: deliver an unpublished *event* to *handlers* on this thread.
@@ -239,13 +259,24 @@ class SyncDelivery:
                 state: ThreadState = local.state
             except AttributeError:
                 return slow(event, data, timeout=timeout)
-            if state is not strategy._first_poster or state.dispatching or orphans or state.queue:
+            here = state.trace
+            if (
+                state is not strategy._first_poster
+                or state.dispatching
+                or orphans
+                or state.queue
+                or here.current is not None  # posted by a handler (of another bus): its trace follows
+                or here.lanes
+            ):
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
-                # The accepted point: the stores, with no call between them.
+                # The accepted point: the stores, with no call between them. The event
+                # itself is marked as current: its context is made only if read (#14).
                 state.posted += 1
                 state.dispatching = True
+                here.owner = dispatcher
+                here.current = event
                 # The success path of `_deliver`, inline (a call costs a fifth of a post);
                 # everything else goes through the same functions as there.
                 for sub in handlers:
@@ -270,6 +301,7 @@ class SyncDelivery:
                 state.dispatching = False
                 state.calling = None
                 state.delivered += delivered
+                here.current = None
             return None
 
         return post
