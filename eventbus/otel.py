@@ -203,15 +203,22 @@ class _Instrumentation:
     def registered(self, record: Subscriber) -> None:
         """Wrap *record*'s handlers in consumer spans (the bus calls this for each registration)."""
         with self._lock:
-            for sub in record.subscriptions:
-                if not self.active or any(wrapped is sub for wrapped, _ in self._wrapped):
-                    continue
-                self._wrapped.append((sub, sub.func))
-                sub.func = self._wrap(sub.func)
-                coroutine = sub.coroutine
-                if coroutine is not None and not getattr(coroutine, "__eventbus_traced__", False):
-                    self._coroutines.append((sub.target, coroutine))
-                    sub.target.__wrapped__ = self._wrap_coroutine(coroutine)
+            self._wrap_all(record.subscriptions)
+
+    def _wrap_all(self, subs: tuple[Subscription, ...]) -> None:
+        # A loop of its own, outside the `with` (CPython 3.13.0, see tests/test_interrupt_shapes.py).
+        for sub in subs:
+            self._wrap_one(sub)
+
+    def _wrap_one(self, sub: Subscription) -> None:
+        if not self.active or any(wrapped is sub for wrapped, _ in self._wrapped):
+            return
+        self._wrapped.append((sub, sub.func))
+        sub.func = self._wrap(sub.func)
+        coroutine = sub.coroutine
+        if coroutine is not None and not getattr(coroutine, "__eventbus_traced__", False):
+            self._coroutines.append((sub.target, coroutine))
+            sub.target.__wrapped__ = self._wrap_coroutine(coroutine)
 
     def _wrap(self, func: Callable[[Any, Any], object]) -> Callable[[Any, Any], object]:
         # One wrapper per function, so that the subscriptions of one handler stay one call per event.
