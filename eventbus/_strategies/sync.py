@@ -260,14 +260,10 @@ class SyncDelivery:
             except AttributeError:
                 return slow(event, data, timeout=timeout)
             here = state.trace
-            if (
-                state is not strategy._first_poster
-                or state.dispatching
-                or orphans
-                or state.queue
-                or here.current is not None  # posted by a handler (of another bus): its trace follows
-                or here.lanes
-            ):
+            # A handler of any bus runs on this thread (this bus's too: while it is
+            # dispatching, its event is marked current) or on its asyncio lanes: the
+            # event is posted from a handler, queued breadth-first, its trace follows.
+            if state is not strategy._first_poster or here.current is not None or here.lanes or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
