@@ -36,6 +36,7 @@ class Delivery:
 
     __slots__ = (
         "_callbacks",
+        "_carrier",
         "_done",
         "_errors",
         "_lock",
@@ -43,7 +44,6 @@ class Delivery:
         "_pending",
         "_trace",
         "_waiter",
-        "carrier",
         "event",
     )
 
@@ -53,9 +53,9 @@ class Delivery:
         self.event: object = event
         """The event being delivered."""
         self._trace: Pending | None = trace
-        self.carrier: bool = carrier
-        """True for a handle that the bus made only to carry an event's trace through a strategy
-        that takes no trace of its own (nobody waits on it; its failures get no notes)."""
+        # True for a handle made only to carry an event's trace through a strategy's queue
+        # (see `carrier`): nobody waits on it, and its failures get no notes.
+        self._carrier: bool = carrier
         self._outcomes: list[Any] = [_PENDING] * handler_count
         self._errors: list[tuple[int, BaseException]] = []
         self._pending = handler_count

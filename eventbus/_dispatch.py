@@ -354,6 +354,10 @@ class Dispatcher:
     ) -> None:
         """Call one handler with *event* under the error policy and record the outcome.
 
+        While the handler runs, the event is the one ``current_context()`` reports
+        on this thread (its trace, if *delivery* carries one): a custom strategy
+        that calls every handler through here gets contexts for free.
+
         Args:
             sub: The handler.
             event: The event.
@@ -429,7 +433,7 @@ class Dispatcher:
         try:
             self.report(exc, sub, event, reraise=reraise)
         finally:
-            if delivery is not None and not delivery.carrier:
+            if delivery is not None and not delivery._carrier:
                 exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
                 self.settle(delivery, index, error=exc, reraise=reraise)
         if reraise and not isinstance(exc, Exception):
