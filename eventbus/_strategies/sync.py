@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
+from .._compiled import compiled
 from .._context import in_handler, nested
 from .._dispatch import GIL_DISABLED, ThreadState
 from .._errors import BusClosedError
@@ -250,6 +251,9 @@ class SyncDelivery:
         dispatcher = self._dispatcher
         assert dispatcher is not None
         fail = dispatcher.fail
+        # Compiled, a native method call is cheap and a closure's variables are not: the
+        # compiled build calls `_deliver`, the pure one inlines its success path.
+        call_loop_inline = not compiled
 
         def post(event: object, data: object = missing, /, *, timeout: float | None = None) -> None:
             handlers = registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
@@ -273,19 +277,22 @@ class SyncDelivery:
                 state.dispatching = True
                 here.owner = dispatcher
                 here.current = event
-                # The success path of `_deliver`, inline (a call costs a fifth of a post);
-                # everything else goes through the same functions as there.
-                for sub in handlers:
-                    state.calling = sub
-                    if (sub.direct and not strategy._locking) or sub.direct_parallel:
-                        try:
-                            sub.func(sub.target, event)
-                        except BaseException as exc:
-                            fail(state, exc, sub, event, reraise=True)
+                if call_loop_inline:
+                    # The success path of `_deliver`, inline (a call costs a fifth of a pure
+                    # Python post); everything else goes through the same functions as there.
+                    for sub in handlers:
+                        state.calling = sub
+                        if (sub.direct and not strategy._locking) or sub.direct_parallel:
+                            try:
+                                sub.func(sub.target, event)
+                            except BaseException as exc:
+                                fail(state, exc, sub, event, reraise=True)
+                            else:
+                                delivered += 1
                         else:
-                            delivered += 1
-                    else:
-                        strategy._call(state, sub, event, None, 0)
+                            strategy._call(state, sub, event, None, 0)
+                else:
+                    strategy._deliver(state, event, handlers)
                 # Not counted in `done`: a join() waiting for this thread sees it stop
                 # dispatching, or counts one event more of a chain (never one fewer).
                 if state.queue:  # posts made by the handlers, breadth-first
