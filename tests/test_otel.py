@@ -205,6 +205,7 @@ def test_uninstrument_restores_the_bus(telemetry: Telemetry) -> None:
     """After uninstrument(), no span is made, the handlers are the original ones and the fast post is back."""
     bus = EventBus(strategy="sync")
     calls: list[int] = []
+    checked: list[object] = []
 
     class Handler:
         @subscribe(Placed)
@@ -213,20 +214,33 @@ def test_uninstrument_restores_the_bus(telemetry: Telemetry) -> None:
 
     bus.register(Handler())
     (sub,) = bus.subscribers(Placed)
-    original, fast_post = sub.func, vars(bus)["post"]
+    original = sub.func
+    checking = bus._accept
+
+    def spy(event: object, *args: Any, **kwargs: Any) -> Any:
+        checked.append(event)
+        return checking(event, *args, **kwargs)
+
+    bus.post(Placed(n=0))  # the first post of a thread takes the checking path once
+    vars(bus)["_accept"] = spy  # which posts take the checking path from now on
+    bus.post(Placed(n=0))
+    assert checked == []  # the one-frame post
     telemetry.instrument(bus)
     telemetry.instrument(bus)  # idempotent
     assert sub.func is not original
     bus.post(Placed(n=1))
+    assert len(checked) == 1  # instrumented: every post is checked, and makes its producer span
     assert len(telemetry.spans(2)) == 2
     assert uninstrument(bus)
     assert not uninstrument(bus)
+    assert not is_instrumented(bus)
     assert sub.func is original
-    assert vars(bus)["post"].__code__ is fast_post.__code__
-    assert bus._tracer is None
-    bus.post(Placed(n=2))
+    bus.post(Placed(n=2))  # resolves the handler tuples again (the wrappers are gone)
+    before = len(checked)
+    bus.post(Placed(n=3))
+    assert len(checked) == before  # the one-frame post again
     bus.shutdown()
-    assert calls == [1, 2]
+    assert calls == [0, 0, 1, 2, 3]
     assert len(telemetry.exporter.get_finished_spans()) == 2
 
 
