@@ -13,8 +13,8 @@ Contexts are built lazily (the design page explains the cost model). What a
 strategy keeps per accepted event is at most one *trace*, which is one of:
 
 - nothing (`None`): a root event that nobody has asked about yet. The thread that
-  delivers it marks the event itself as current (`Slot.current`), and the context
-  is made if a handler asks for it;
+  delivers it marks its bus's dispatcher as current (`Slot.current`: "an event of
+  this bus, with no trace yet"), and the context is made if a handler asks for it;
 - a `Pending`: the event's context as far as it is known at acceptance (its
   parent, its bus, when it was accepted), built into an `EventContext` on first
   read and then kept, so every reader on every thread sees the same id.
@@ -180,21 +180,21 @@ class Slot:
     """What one thread is handling now, for every bus it delivers for.
 
     ``current`` is `None` (no handler of any bus runs here), a `Pending` (the
-    trace of the event being handled), or the event itself (a root event with no
-    trace yet: then ``owner`` is the `Dispatcher` of its bus, for the context's
-    source). Strategies store into it directly on their hot paths. ``lanes``
+    trace of the event being handled), or the `Dispatcher` of the bus whose event
+    is being handled, when that event has no trace yet (a root event: its context
+    needs only the bus's name). Strategies store into it directly on their hot
+    paths. ``lanes``
     counts the asyncio lanes running on this thread: their handlers are found
     through `task_trace`, and a post made here must look there too.
     """
 
-    __slots__ = ("current", "lanes", "owner", "raw", "raw_trace")
+    __slots__ = ("current", "lanes", "raw", "raw_trace")
 
     def __init__(self) -> None:
         self.current: object = None
-        self.owner: Any = None
         self.lanes: int = 0
-        self.raw: object = None  # the last raw event promoted by Dispatcher.call, and its Pending
-        self.raw_trace: Pending | None = None
+        self.raw: object = None  # Dispatcher.call: the untraced event it calls handlers of, and the
+        self.raw_trace: Pending | None = None  # trace a reader made of it (for its next handler)
 
 
 _threads = threading.local()
@@ -226,9 +226,7 @@ def trace_of(here: Slot) -> Pending | None:
         return None if lane is None or lane is here else trace_of(lane)
     if type(current) is Pending:
         return current
-    made = Pending(None, str(getattr(here.owner, "name", "eventbus")), None)
-    here.raw = current
-    here.raw_trace = made
+    made = Pending(None, str(getattr(current, "name", "eventbus")), None)  # current: a Dispatcher
     here.current = made
     return made
 

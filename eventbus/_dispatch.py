@@ -33,12 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
-from ._context import EventContext, Slot, slot, trace_of
+from ._context import EventContext, Pending, Slot, slot, trace_of
 from ._delivery import SKIPPED
 from ._events import topic_of
 
 if TYPE_CHECKING:
-    from ._context import Pending
     from ._delivery import Delivery
     from ._registry import Subscription
 
@@ -377,23 +376,30 @@ class Dispatcher:
         before = here.current
         trace = None if delivery is None else delivery._trace
         if trace is not None:
-            mark: object = trace
             if before is trace:  # marked already by the strategy
                 self._call(sub, event, delivery, index, state, reraise)
                 return
+            try:
+                here.current = trace
+                self._call(sub, event, delivery, index, state, reraise)
+            finally:
+                here.current = before
         elif before is None:
-            # A strategy that marks nothing (a custom one): the event itself, or, for the
-            # next handler of the same event, the trace a reader made of it (see _context).
-            here.owner = self
-            mark = here.raw_trace if index and here.raw is event else event
+            # A strategy that marks nothing (a custom one): mark this bus (an untraced
+            # event of it); a later handler of the same event (index > 0) gets the trace
+            # that a reader made meanwhile, so every handler sees one context.
+            if not index or here.raw is not event:
+                here.raw, here.raw_trace = event, None
+            try:
+                here.current = self if here.raw_trace is None else here.raw_trace
+                self._call(sub, event, delivery, index, state, reraise)
+            finally:
+                made = here.current
+                here.current = before
+                if type(made) is Pending:
+                    here.raw_trace = made
         else:  # the strategy marked the event (and a reader may replace the mark): leave it
             self._call(sub, event, delivery, index, state, reraise)
-            return
-        try:
-            here.current = mark
-            self._call(sub, event, delivery, index, state, reraise)
-        finally:
-            here.current = before
 
     def _call(
         self, sub: Subscription, event: object, delivery: Delivery | None, index: int, state: ThreadState, reraise: bool

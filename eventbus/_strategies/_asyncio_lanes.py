@@ -138,9 +138,9 @@ class _Lanes(_AsyncioState):
             # One event: its handlers in order, from `start`. This is the hot path, written
             # out in one piece (no coroutine per event or per call but the handler's).
             event, handlers, delivery, key, gen = work
-            # The event's trace, or the event itself until a handler reads its context (#14).
-            mark = job.trace if job is not None else event if delivery is None else delivery._trace or event
-            lane.owner, lane.current = dispatcher, mark
+            # The event's trace, or its bus until a handler reads its context (#14).
+            mark = job.trace if job is not None else dispatcher if delivery is None else delivery._trace or dispatcher
+            lane.current = mark
             for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
@@ -329,7 +329,7 @@ class _Lanes(_AsyncioState):
             if self._room_threads or self._room_futures:
                 self._room_made()
             event, delivery = job.event, job.delivery
-            lane.owner, lane.current = self._dispatcher, job.trace or event  # the parking lane's trace (#14)
+            lane.current = job.trace or self._dispatcher  # the parking lane's trace (#14)
             me.owner = sub.owner
             try:
                 if sub.active and ((when := sub.binding.when) is None or when(event)):

@@ -152,9 +152,8 @@ class SyncDelivery:
         queue = state.queue
         tracked: Delivery | None = None
         here = state.trace
-        before, owner = here.current, here.owner  # another bus's event, when a handler of it posted here
+        before = here.current  # another bus's event, when a handler of it posted here
         try:
-            here.owner = self._dispatcher
             while True:
                 if not queue:
                     break
@@ -162,7 +161,7 @@ class SyncDelivery:
                 # lands either before (the event stays queued) or during its delivery.
                 event, handlers, tracked, trace = queue[0]
                 del queue[0]
-                here.current = event if trace is None else trace
+                here.current = self._dispatcher if trace is None else trace
                 if tracked is None:
                     self._deliver(state, event, handlers)
                 else:  # published: every call goes through the dispatcher, to settle it
@@ -177,7 +176,7 @@ class SyncDelivery:
                 tracked._settle_rest()
             raise
         finally:
-            here.current, here.owner = before, owner
+            here.current = before
 
     def _deliver(self, state: ThreadState, event: object, handlers: tuple[Subscription, ...]) -> None:
         """The call loop: deliver an unpublished *event* to *handlers* on this thread.
@@ -271,12 +270,11 @@ class SyncDelivery:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
-                # The accepted point: the stores, with no call between them. The event
-                # itself is marked as current: its context is made only if read (#14).
+                # The accepted point: the stores, with no call between them. The bus is
+                # marked as handling an event here: its context is made only if read (#14).
                 state.posted += 1
                 state.dispatching = True
-                here.owner = dispatcher
-                here.current = event
+                here.current = dispatcher  # this bus's event, with no trace: made if read
                 if call_loop_inline:
                     # The success path of `_deliver`, inline (a call costs a fifth of a pure
                     # Python post); everything else goes through the same functions as there.

@@ -552,7 +552,7 @@ class _ThreadPoolDelivery:
                     if delivery is None and keyed is None and all(sub.direct_parallel for sub in handlers):
                         # The hot path, inline: thread-safe, unfiltered handlers of an
                         # unkeyed, unpublished event (see _call and _finish for the rest).
-                        state.trace.owner, state.trace.current = dispatcher, event  # its trace, if read (#14)
+                        state.trace.current = dispatcher  # an event of this bus: its context is made if read (#14)
                         for sub in handlers:
                             if lock_free:
                                 calling[index] = sub.owner  # before the check: see _call
@@ -595,7 +595,7 @@ class _ThreadPoolDelivery:
 
     def _run_job(self, job: _Unit, index: int, state: ThreadState) -> _Unit | None:
         event, handlers, delivery, keyed, phase = job
-        state.trace.owner, state.trace.current = self._dispatcher, event  # a published one's trace: Dispatcher.call
+        state.trace.current = self._dispatcher  # (#14) a published event's trace: Dispatcher.call marks it
         last = len(handlers) - 1
         for position, sub in enumerate(handlers):
             if sub.binding.thread_safe:
@@ -640,7 +640,7 @@ class _ThreadPoolDelivery:
             parked.pop()  # the call starts: it no longer waits
             if self._room_waiters:
                 self._room.notify()
-            state.trace.owner, state.trace.current = self._dispatcher, event  # a parked call's trace: its delivery
+            state.trace.current = self._dispatcher  # (#14) a parked call carries its event's trace in its delivery
             self._call(sub, event, delivery, position, index, state)
             self._finish(keyed, phase, state)
 
