@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, final
 
 __all__ = [
+    "LANES",
     "EventContext",
     "Pending",
     "Slot",
@@ -183,9 +184,10 @@ class Slot:
     trace of the event being handled), or the `Dispatcher` of the bus whose event
     is being handled, when that event has no trace yet (a root event: its context
     needs only the bus's name). Strategies store into it directly on their hot
-    paths. ``lanes``
-    counts the asyncio lanes running on this thread: their handlers are found
-    through `task_trace`, and a post made here must look there too.
+    paths. While asyncio lanes run on the thread (``lanes`` counts them),
+    ``current`` rests at `LANES` instead of `None`: their handlers are found
+    through `task_trace`, so a post made here must look there, and one test of
+    ``current is not None`` on the hot paths covers both.
     """
 
     __slots__ = ("current", "lanes", "raw", "raw_trace")
@@ -196,6 +198,20 @@ class Slot:
         self.raw: object = None  # Dispatcher.call: the untraced event it calls handlers of, and the
         self.raw_trace: Pending | None = None  # trace a reader made of it (for its next handler)
 
+
+@final
+class _LanesHere:
+    """The type of `LANES`."""
+
+    __slots__ = ()
+    name = "eventbus"
+
+    def __repr__(self) -> str:
+        return "LANES"
+
+
+LANES: Final = _LanesHere()
+"""`Slot.current` at rest on a thread where asyncio lanes run: look in `task_trace`."""
 
 _threads = threading.local()
 
@@ -221,7 +237,7 @@ def trace_of(here: Slot) -> Pending | None:
     slot, so that every later reader of this delivery sees the same context.
     """
     current = here.current
-    if current is None:
+    if current is None or current is LANES:
         lane = task_trace.get()  # an asyncio lane's handler: the lane has its own slot
         return None if lane is None or lane is here else trace_of(lane)
     if type(current) is Pending:
@@ -243,7 +259,10 @@ def child_of(parent: Pending | None, source: str, time_ns: int) -> Pending:
 
 def in_handler(here: Slot) -> bool:
     """Whether a handler of some bus runs in this thread or task (strategies inline this test)."""
-    return here.current is not None or (bool(here.lanes) and task_trace.get() is not None)
+    current = here.current
+    if current is LANES:
+        return task_trace.get() is not None
+    return current is not None
 
 
 def nested(here: Slot, source: str) -> Pending | None:

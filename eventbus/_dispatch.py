@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
-from ._context import EventContext, Pending, Slot, slot, trace_of
+from ._context import LANES, EventContext, Pending, Slot, slot, trace_of
 from ._delivery import SKIPPED
 from ._events import topic_of
 
@@ -384,7 +384,7 @@ class Dispatcher:
                 self._call(sub, event, delivery, index, state, reraise)
             finally:
                 here.current = before
-        elif before is None:
+        elif before is None or before is LANES:
             # A strategy that marks nothing (a custom one): mark this bus (an untraced
             # event of it); a later handler of the same event (index > 0) gets the trace
             # that a reader made meanwhile, so every handler sees one context.

@@ -369,3 +369,30 @@ def test_contexts_cross_a_bridge(strategy: str) -> None:
     assert first.source.endswith("/sender")
     assert (first.attempt, second.attempt) == (1, 2)
     assert (second.id, second.causation_id, second.correlation_id) == (first.id, placed.id, placed.id)
+
+
+def test_a_post_from_plain_code_on_a_loop_with_lanes_is_a_root() -> None:
+    """On a thread where asyncio lanes run, a post from code that is no handler has no cause."""
+    seen = Seen()
+
+    class Handler:
+        @subscribe(Placed)
+        def placed(self, event: Placed) -> None:
+            seen.add("placed", event)
+
+    async def scenario() -> None:
+        lanes = EventBus(strategy="asyncio", name="lanes")  # its lanes run on this loop's thread
+        sync = EventBus(strategy="sync", name="plain")
+        sync.register(Handler())
+        lanes.register(Handler())
+        lanes.post(Placed(n=1))  # starts a lane
+        assert await lanes.ajoin(timeout=WAIT)
+        sync.post(Placed(n=2))  # plain code on the loop's thread, not a handler
+        await lanes.ashutdown()
+        sync.shutdown()
+
+    asyncio.run(scenario())
+    first, second = seen.of("placed")
+    assert (first.source, first.causation_id) == ("lanes", None)
+    assert (second.source, second.causation_id) == ("plain", None)
+    assert current_context() is None

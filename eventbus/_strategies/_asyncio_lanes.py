@@ -16,7 +16,7 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from .._context import Slot, task_trace, trace_of
+from .._context import LANES, Slot, task_trace, trace_of
 from .._delivery import SKIPPED
 from .._dispatch import logger
 from .._events import topic_of
@@ -55,10 +55,14 @@ class _Lanes(_AsyncioState):
         assert self._dispatcher is not None
         here = self._dispatcher.state().trace
         here.lanes += 1
+        if here.current is None:
+            here.current = LANES
         try:
             await self._lane_loop(me)
         finally:
             here.lanes -= 1
+            if not here.lanes and here.current is LANES:
+                here.current = None
 
     async def _lane_loop(self, me: _LaneState) -> None:
         if me.lost:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 from .._checks import check_positive_int
-from .._context import in_handler, task_trace
+from .._context import LANES, in_handler, task_trace
 from .._delivery import carrier, set_if_pending
 from .._dispatch import GIL_DISABLED
 from .._errors import BusClosedError, QueueFullError
@@ -184,7 +184,10 @@ class AsyncioDelivery(_Lanes, _Recovery):
                 assert self._dispatcher is not None, "start() was not called"
                 state = self._loop_state = self._dispatcher.state()
             here = state.trace  # lanes run on this thread: a lane's handler is found through task_trace
-            if delivery is None and (trace is not None or here.current is not None or task_trace.get() is not None):
+            marked = here.current
+            if delivery is None and (
+                trace is not None or (marked is not None and marked is not LANES) or task_trace.get() is not None
+            ):
                 delivery = carrier(event, len(handlers), trace, here, self._name)  # it travels with its trace (#14)
             gen = self._gen
             key = None if type(event) in self._keyless else self._key_of(event)

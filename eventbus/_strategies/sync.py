@@ -264,9 +264,9 @@ class SyncDelivery:
                 return slow(event, data, timeout=timeout)
             here = state.trace
             # A handler of any bus runs on this thread (this bus's too: while it is
-            # dispatching, its event is marked current) or on its asyncio lanes: the
-            # event is posted from a handler, queued breadth-first, its trace follows.
-            if state is not strategy._first_poster or here.current is not None or here.lanes or orphans or state.queue:
+            # dispatching, its event is marked current), or asyncio lanes run here: the
+            # event may come from a handler, and the checking path finds its trace.
+            if state is not strategy._first_poster or here.current is not None or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
