@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from asyncio import _get_running_loop
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -239,7 +240,16 @@ def trace_of(here: Slot) -> Pending | None:
     current = here.current
     if current is None or current is LANES:
         lane = task_trace.get()  # an asyncio lane's handler: the lane has its own slot
-        return None if lane is None or lane is here else trace_of(lane)
+        if lane is not None and lane is not here:
+            return trace_of(lane)
+        if current is LANES and _get_running_loop() is None:
+            # No loop runs on this thread, so no lane does: the mark of lanes that never
+            # ended (their loop was closed under them, an interrupt cut their exit short).
+            # Cleared, so that this thread's single-frame sync posts come back; a lane
+            # that runs again marks the slot again (see the asyncio strategy's lanes).
+            here.current = None
+            here.lanes = 0
+        return None
     if type(current) is Pending:
         return current
     made = Pending(None, str(getattr(current, "name", "eventbus")), None)  # current: a Dispatcher

@@ -396,3 +396,28 @@ def test_a_post_from_plain_code_on_a_loop_with_lanes_is_a_root() -> None:
     assert (first.source, first.causation_id) == ("lanes", None)
     assert (second.source, second.causation_id) == ("plain", None)
     assert current_context() is None
+
+
+def test_a_lane_mark_left_behind_is_cleared_outside_a_loop() -> None:
+    """A thread marked by asyncio lanes that never ended gets its single-frame sync post back."""
+    from eventbus._context import LANES, slot
+
+    here = slot()
+    here.current, here.lanes = LANES, 1  # what lanes cut short by their loop's end leave behind
+    seen = Seen()
+
+    class Handler:
+        @subscribe(Placed)
+        def placed(self, event: Placed) -> None:
+            seen.add("placed", event)
+
+    bus = EventBus(strategy="sync", name="after")
+    try:
+        bus.register(Handler())
+        bus.post(Placed(n=1))  # the checking path: no loop runs here, so the mark is cleared
+        assert (here.current, here.lanes) == (None, 0)
+        bus.post(Placed(n=2))
+    finally:
+        here.current, here.lanes = None, 0
+        bus.shutdown()
+    assert [context.causation_id for context in seen.of("placed")] == [None, None]

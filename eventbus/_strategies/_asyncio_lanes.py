@@ -60,7 +60,7 @@ class _Lanes(_AsyncioState):
         try:
             await self._lane_loop(me)
         finally:
-            here.lanes -= 1
+            here.lanes = max(here.lanes - 1, 0)
             if not here.lanes and here.current is LANES:
                 here.current = None
 
@@ -73,6 +73,7 @@ class _Lanes(_AsyncioState):
         dispatcher = self._dispatcher
         assert dispatcher is not None
         state = dispatcher.state()
+        here = state.trace
         lane = Slot()  # what this lane handles now (#14): its handlers find it through task_trace
         task_trace.set(lane)
         runq = self._runq
@@ -145,6 +146,8 @@ class _Lanes(_AsyncioState):
             # The event's trace, or its bus until a handler reads its context (#14).
             mark = job.trace if job is not None else dispatcher if delivery is None else delivery._trace or dispatcher
             lane.current = mark
+            if here.current is None:  # cleared while this loop was stopped (see _context.trace_of)
+                here.current = LANES
             for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
