@@ -1,4 +1,4 @@
-"""The performance targets of issues 2, 3, 4 and 6, as ratios computed from one run.
+"""The performance targets of issues 2, 3, 4, 6 and 15, as ratios computed from one run.
 
 Targets are printed next to the figures, never asserted: a benchmark on a shared
 2-core machine is evidence for people, not a pass/fail gate.
@@ -157,6 +157,26 @@ def evaluate(results: list[Result]) -> list[Check]:
             "#2 #4",
             "1,000 types / 1 type, eventbus",
             f.get("topics", EVENTBUS_SYNC, "ratio"),
+            "≤ 1.10x",
+            lambda v: v <= 1.10,
+        )
+    )
+
+    # Topic patterns (#15: matched when the handler tuple is built, so a post costs the same).
+    add(
+        _check(
+            "#15",
+            "10 matching patterns / 10 plain topic handlers",
+            f.get("patterns", "eventbus sync · 10 matching patterns", "ratio"),
+            "≤ 1.10x",
+            lambda v: v <= 1.10,
+        )
+    )
+    add(
+        _check(
+            "#15",
+            "unmatched topic, 1,000 patterns / none",
+            f.get("patterns", "eventbus sync · 1 handler, 1,000 unmatched patterns", "ratio"),
             "≤ 1.10x",
             lambda v: v <= 1.10,
         )

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import peers
+from . import patterns, peers
 from .peers import Case, Unavailable
 
 # -- sizes ----------------------------------------------------------------------------------
@@ -631,6 +631,38 @@ def run_asyncio(sizes: Sizes, kinds: set[str]) -> list[Result]:
     return _in_case_order(peers.ASYNC_CASES, rows)
 
 
+# -- workload 9: topic patterns -----------------------------------------------------------------
+
+
+def run_patterns(sizes: Sizes, kinds: set[str]) -> list[Result]:
+    """Workload 9: 10 matching patterns against 10 plain topic handlers; 1,000 unmatched patterns against none."""
+    workload = "patterns"
+    rows: list[Result] = []
+    for cases, handlers in ((patterns.TEN, 10), (patterns.ONE, 1)):
+        chosen, skipped = _select(cases, kinds, workload)
+        prepared, failed = _measure_sync(workload, [(c, [0]) for c in chosen], handlers, sizes.sync10_posts, sizes)
+        rows += skipped + failed
+        twin = next((item for item in prepared if item.case is cases[0]), None)
+        for item in prepared:
+            metrics = {"ns_per_post": statistics.median(item.samples), "best_ns": min(item.samples), "n": item.n}
+            if item.case is cases[1] and twin is not None:  # the pair's pattern case, against its plain twin
+                ratios = [mine / theirs for theirs, mine in zip(twin.samples, item.samples, strict=True)]
+                metrics["ratio"] = statistics.median(ratios)
+            rows.append(
+                Result(
+                    workload,
+                    item.case.name,
+                    item.case.kind,
+                    metrics=metrics,
+                    rounds=item.samples,
+                    expected=item.expected,
+                    delivered=item.delivered,
+                    note=item.case.note,
+                )
+            )
+    return _in_case_order(patterns.CASES, rows)
+
+
 # -- the table of workloads ------------------------------------------------------------------
 
 _NS = Column("ns_per_post", "ns/post", ",.0f")
@@ -745,6 +777,19 @@ WORKLOADS: list[Workload] = [
         higher_is_better=True,
         reference="loop.call_soon (sync handler)",
         run=run_asyncio,
+    ),
+    Workload(
+        "patterns",
+        9,
+        "Topic patterns (issue 15)",
+        "Sync posts of one pre-built event: to a topic that 10 patterns match versus a topic with 10 "
+        "plain topic handlers, and to a topic that none of 1,000 registered patterns matches versus "
+        "no patterns at all. Each pair's rounds are interleaved; the ratio is the median of per-round ratios.",
+        (_NS, _BEST, Column("ratio", "vs its plain twin", ".2f")),
+        "ns_per_post",
+        higher_is_better=False,
+        reference="dict-of-lists loop",
+        run=run_patterns,
     ),
 ]
 

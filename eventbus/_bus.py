@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final,
 from . import _awaiting, _waiting
 from ._bridge import Bridge
 from ._checks import check_positive_int
-from ._context import Pending, child_of, in_handler, slot, trace_of
-from ._delivery import Delivery
+from ._context import Pending, Tracer, child_of, in_handler, slot, trace_of
+from ._delivery import Delivery, submit_traced
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
-from ._registry import Registry, Subscriber, Subscription
+from ._registry import Registry, Replays, Subscription
 from ._routes import Routes
 from ._strategies import (
     AsyncioDelivery,
@@ -91,27 +91,6 @@ class FastPost(Protocol):
     def __call__(self, registry: Registry, slow: Callable[..., None], missing: object, /) -> Callable[..., None]: ...
 
 
-def _outside_handlers() -> bool:
-    """Whether no handler runs in this thread or task: a post here is a root event."""
-    return not in_handler(slot())
-
-
-class Tracer(Protocol):
-    """What `eventbus.otel.instrument` installs on a bus: a hook around every accepted event.
-
-    ``start_producer`` runs before the event is handed over (its trace can take the
-    span's context and the ``traceparent`` header); ``end_producer`` once it was
-    accepted (``exc`` `None`) or refused.
-    """
-
-    def start_producer(self, bus: EventBus, event: object, trace: Pending, bridge: Bridge | None) -> object: ...
-
-    def end_producer(self, span: object, exc: BaseException | None) -> None: ...
-
-    def registered(self, record: Subscriber) -> None:
-        """*record*'s handlers were just registered (an instrumentation wraps them)."""
-
-
 def _weak_post(bus: EventBus) -> Callable[..., None]:
     """The bus's general ``post`` path, holding the bus weakly (for the sync strategy's fast post)."""
     ref = weakref.ref(bus)
@@ -123,6 +102,27 @@ def _weak_post(bus: EventBus) -> Callable[..., None]:
         found._accept(event, data, timeout, publish=False)
 
     return post
+
+
+def _check_sticky_class(cls: object, method: str) -> None:
+    if not isinstance(cls, type) or not getattr(cls, "__eventbus_sticky__", False):
+        name = getattr(cls, "__qualname__", repr(cls))
+        raise TypeError(
+            f"{method}({name}): only the events of a class declared sticky are kept; "
+            f"declare it `class {name}(Event, sticky=True)`"
+        )
+
+
+def _weak_replayer(bus: EventBus) -> Callable[[object, Replays], None]:
+    """The registry's hook for the kept events of a new sticky subscriber, holding the bus weakly (#15)."""
+    ref = weakref.ref(bus)
+
+    def replay(subscriber: object, replays: Replays) -> None:
+        found = ref()
+        if found is not None:
+            found._replay_sticky(subscriber, replays)
+
+    return replay
 
 
 def _make_strategy(
@@ -185,6 +185,7 @@ class EventBus:
         "_closed",
         "_dispatcher",
         "_dropped",
+        "_kept_traces",
         "_registry",
         "_routes",
         "_strategy",
@@ -222,6 +223,7 @@ class EventBus:
             self._strategy.submit if getattr(self._strategy, "takes_traces", False) is True else None
         )
         self._tracer: Tracer | None = None  # set by eventbus.otel.instrument(); see _hand_over
+        self._kept_traces: dict[type, tuple[object, Pending]] = {}  # sticky classes' kept events' traces
         self._closed = False
         self._watchers = _waiting.Watchers()
         self._routes: Routes[Bridge] | None = None  # bridged classes (#12)
@@ -230,6 +232,7 @@ class EventBus:
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
             vars(self)["register"] = self._registry.add  # what register() below calls
+        self._registry.replay = _weak_replayer(self)  # sticky handlers' kept events (#15)
         fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
         if fast_post is not None and type(self).post is EventBus.post:
             # A strategy that can deliver a post in a single frame (the sync strategy)
@@ -249,10 +252,15 @@ class EventBus:
 
         The class is scanned once and the result cached. Registering an object
         twice changes nothing; an object with no handlers registers nothing.
+        Handlers declared ``sticky=True`` also receive the event the bus keeps of
+        their (sticky) class, through the strategy: on the sync strategy before
+        this returns.
 
         Raises:
             SubscriptionError: A handler cannot receive what it subscribed to, or a
                 class was given instead of an instance. Nothing was registered.
+            QueueFullError: A kept event could not be queued for a sticky handler
+                (a full queue, on the asyncio strategy's loop); nothing was registered.
         """
         if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
             self._routes.check(subscriber)
@@ -282,7 +290,10 @@ class EventBus:
         return self._registry.contains(subscriber)
 
     def subscribers(self, key: type | str) -> tuple[Subscription, ...]:
-        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order."""
+        """The handlers that an event of class *key*, or with topic *key*, would reach, in call order.
+
+        Handlers of topic patterns (``"orders.*"``) that match the topic are included.
+        """
         return self._registry.subscribers(key)
 
     def has_subscribers(self, key: type | str) -> bool:
@@ -312,7 +323,7 @@ class EventBus:
         # The hot path: a known event class with handlers. Everything else (topic
         # strings, None, Messages, dead events, a closed bus) takes _accept.
         handlers = self._registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
-        if handlers and data is _MISSING and not self._closed and (self._submit_traced or _outside_handlers()):
+        if handlers and data is _MISSING and not self._closed and (self._submit_traced or not in_handler(slot())):
             self._submit(event, handlers, None, timeout)  # a strategy that takes traces finds a poster's itself
         else:  # posted by a handler (its trace follows the event: #14), or not the common case
             self._accept(event, data, timeout, publish=False)
@@ -346,17 +357,16 @@ class EventBus:
         # The trace (#14): a child of the event being handled here, if any; a root event
         # gets one only if it is published or traced, else its context is made when read.
         parent = trace_of(state.trace)
-        trace = (
-            child_of(parent, self.name, time.time_ns())
-            if parent is not None or publish or self._tracer is not None
-            else None
-        )
+        trace = child_of(parent, self.name, time.time_ns()) if parent or publish or self._tracer else None
         if self._routes is not None:  # a bridged class goes to its bridge, not to local handlers (#12)
             bridge = self._routes.find(type(event))
             if bridge is not None:
                 if trace is None:
                     trace = Pending(None, self.name, time.time_ns())
                 return self._hand_over(event, (), None, timeout, trace, bridge, publish)
+        if getattr(type(event), "__eventbus_sticky__", False):  # kept for later subscribers (#15)
+            # A kept event is replayed later with its original context (#14): it has one now.
+            return self._post_sticky(event, timeout, publish, trace or Pending(None, self.name, time.time_ns()))
         handlers = self._registry.handlers_for(event)
         dead = not handlers
         if dead:
@@ -376,12 +386,7 @@ class EventBus:
         return delivery
 
     def _set_tracer(self, tracer: Tracer | None) -> None:
-        """Install (or, with `None`, remove) an instrumentation: see `eventbus.otel.instrument`.
-
-        While one is installed every post takes the checking path through `_accept`
-        (where the producer hook runs) and ``register`` reports new handlers; without
-        one, the one-frame post and register are back and nothing else is looked at.
-        """
+        """Install (`None`: remove) an instrumentation; with one, every post takes `_accept`."""
         self._tracer = tracer
         if tracer is not None:
             vars(self)["post"] = _weak_post(self)
@@ -407,26 +412,100 @@ class EventBus:
         """Give an event to the strategy (or its bridge) with its trace; the accepted point is in there."""
         tracer = self._tracer
         span = None if tracer is None or trace is None else tracer.start_producer(self, event, trace, bridge)
+        error: BaseException | None = None
         try:
             if bridge is not None:
                 assert trace is not None
                 return bridge._send(event, publish, timeout, trace)  # type: ignore[arg-type]  # bridged classes are Events
-            if trace is None:
-                self._submit(event, handlers, delivery, timeout)
-            elif self._submit_traced is not None:
-                self._submit_traced(event, handlers, delivery, timeout, trace)
-            else:  # a strategy that carries no trace: a Delivery carries it
-                carrier = delivery if delivery is not None else Delivery(event, len(handlers), trace, carrier=True)
-                self._submit(event, handlers, carrier, timeout)
+            submit_traced(self._submit, self._submit_traced, event, handlers, delivery, timeout, trace)
             return delivery
         except BaseException as exc:
-            if span is not None:
-                tracer.end_producer(span, exc)  # type: ignore[union-attr]  # span implies tracer
-                span = None
+            error = exc
             raise
         finally:
             if span is not None:
-                tracer.end_producer(span, None)  # type: ignore[union-attr]  # span implies tracer
+                tracer.end_producer(span, error)  # type: ignore[union-attr]  # span implies tracer
+
+    # -- sticky events (#15) ---------------------------------------------------------------------
+
+    def sticky(self, cls: type[_E]) -> _E | None:
+        """Return the last accepted event of the sticky class *cls*, or `None` if none is kept.
+
+        Events are kept per exact class: ``sticky(Settings)`` is the last
+        ``Settings`` posted, never an instance of a subclass. Added in version 0.2.
+
+        Raises:
+            TypeError: *cls* is not declared ``sticky=True``.
+        """
+        _check_sticky_class(cls, "sticky")
+        entry = self._registry.kept.get(cls)
+        return None if entry is None else entry[0]  # type: ignore[return-value]  # kept under its own class
+
+    def remove_sticky(self, cls: type[_E]) -> _E | None:
+        """Forget the kept event of the sticky class *cls*; return it, or `None` if none was kept.
+
+        Subscribers registered afterwards receive nothing at registration until
+        the next event of *cls* is posted. Added in version 0.2.
+
+        Raises:
+            TypeError: *cls* is not declared ``sticky=True``.
+        """
+        _check_sticky_class(cls, "remove_sticky")
+        self._kept_traces.pop(cls, None)
+        return self._registry.forget_kept(cls)  # type: ignore[return-value]  # kept under its own class
+
+    def _post_sticky(self, event: object, timeout: float | None, publish: bool, trace: Pending) -> Delivery | None:
+        # _accept's tail for an event of a sticky class: keep it, then deliver it like
+        # any other. Kept first, under the registry's lock and with its handlers resolved
+        # (see Registry.keep); if the strategy then refuses it, it is taken back.
+        state = self._dispatcher.state()
+        before = state.posted
+        taken: list[Any] = [None, None]  # (the entry replaced, the new one) once kept
+        try:
+            handlers = self._registry.keep(event, taken)
+            if handlers:
+                delivery = Delivery(event, len(handlers), trace) if publish else None
+                self._hand_over(event, handlers, delivery, timeout, trace)  # counts the event as posted
+                self._kept_traces[type(event)] = (event, trace)  # replayed with its context (#14)
+                return delivery
+            dead = DeadEvent(event=event)
+            handlers = self._registry.handlers_for(dead)
+            if not handlers:  # nobody wants the dead event either: counted, dropped (and still kept)
+                state.dead += 1
+                state.posted += 1
+                self._kept_traces[type(event)] = (event, trace)
+                return Delivery(dead, 0, trace) if publish else None
+            delivery = Delivery(dead, len(handlers), trace) if publish else None
+            self._hand_over(dead, handlers, delivery, timeout, trace)
+            state.dead += 1
+            self._kept_traces[type(event)] = (event, trace)
+            return delivery
+        except BaseException:
+            if taken[1] is not None and state.posted == before:  # kept, not accepted (a full queue, ...)
+                self._registry.unkeep(type(event), taken[1], taken[0])
+            raise
+
+    def _replay_sticky(self, subscriber: object, replays: Replays) -> None:
+        # Registry.add has registered *subscriber*: hand its sticky handlers the kept
+        # events through the strategy. Not counted as posted (the events were counted
+        # when they were posted). If one cannot be handed over, the registration is
+        # undone, so that it stays all or nothing.
+        state = self._dispatcher.state()
+        for event, handlers in replays:
+            before = state.posted
+            kept = self._kept_traces.get(type(event))
+            try:
+                # With the context it had when it was posted (#14).
+                trace = kept[1] if kept is not None and kept[0] is event else None
+                submit_traced(self._submit, self._submit_traced, event, handlers, None, None, trace)
+            except BaseException as exc:
+                if state.posted != before:  # it was accepted: the strategy counted it
+                    state.posted -= 1
+                if not isinstance(exc, BusClosedError):  # a closed bus delivers nothing anyway
+                    self.unregister(subscriber)
+                    raise
+                return
+            state.posted -= 1  # the strategy counted it as posted
 
     # -- bridges (#12) ---------------------------------------------------------------------------
 
@@ -593,9 +672,7 @@ class EventBus:
     def describe(self) -> Topology:
         """A snapshot of what this bus is wired to: routes, handlers in call order, strategy, bridges.
 
-        ``str()`` of the result is a readable table, ``.to_dict()`` JSON-able data,
-        ``.to_mermaid()`` a diagram; ``eventbus describe MODULE:ATTRIBUTE`` prints it
-        from the command line. Added in version 0.2.
+        See `Topology`; ``eventbus describe MODULE:ATTRIBUTE`` prints it. Added in version 0.2.
         """
         keys = {sub.key for record in self._registry.records() for sub in record.subscriptions}
         return build_topology(self.name, self._strategy, self._closed, keys, self.subscribers, list(self._bridges))

@@ -33,12 +33,13 @@ from asyncio import _get_running_loop
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
 __all__ = [
     "LANES",
     "EventContext",
     "Pending",
+    "Tracer",
     "Slot",
     "child_of",
     "current_context",
@@ -290,3 +291,19 @@ def current_context() -> EventContext | None:
     """
     trace = trace_of(slot())
     return None if trace is None else trace.context()
+
+
+class Tracer(Protocol):
+    """What `eventbus.otel.instrument` installs on a bus: a hook around every accepted event.
+
+    ``start_producer(bus, event, trace, bridge)`` runs before the event is handed
+    over (it may give the trace the span's context and ``traceparent`` header);
+    ``end_producer(span, exc)`` once it was accepted (``exc`` `None`) or refused;
+    ``registered(record)`` after each registration (to wrap the new handlers).
+    """
+
+    def start_producer(self, bus: Any, event: object, trace: Pending, bridge: Any) -> object: ...
+
+    def end_producer(self, span: object, exc: BaseException | None) -> None: ...
+
+    def registered(self, record: Any) -> None: ...

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, overload
 
 from ._errors import SubscriptionError
+from ._patterns import topic_problem
 
-__all__ = ["SPECS_ATTR", "SubscriptionSpec", "specs_of", "subscribe"]
+__all__ = ["SPECS_ATTR", "SubscriptionSpec", "check_sticky_key", "specs_of", "subscribe"]
 
 _F = TypeVar("_F", bound=Callable[..., object])
 
@@ -38,6 +39,8 @@ class SubscriptionSpec:
     """Handlers with a higher priority run first."""
     when: Callable[[Any], bool] | None = None
     """A filter: the handler is skipped for events for which it returns false."""
+    sticky: bool = False
+    """Whether the handler receives the kept event of its (sticky) class when registered."""
 
 
 def specs_of(obj: object) -> tuple[SubscriptionSpec, ...]:
@@ -54,6 +57,9 @@ def _expand_key(key: object) -> tuple[type | str, ...]:
     if isinstance(key, str):
         if not key:
             raise SubscriptionError("@subscribe(''): a topic must be a non-empty string.")
+        problem = topic_problem(key)
+        if problem is not None:
+            raise SubscriptionError(f"@subscribe({key!r}): {problem}")
         return (key,)
     if isinstance(key, type):
         return (key,)
@@ -69,7 +75,26 @@ def _expand_key(key: object) -> tuple[type | str, ...]:
     )
 
 
-def _check_options(thread_safe: object, priority: object, when: object) -> None:
+def check_sticky_key(key: object) -> None:
+    """Refuse a ``sticky=True`` subscription to anything but a sticky event class."""
+    if key is None:
+        return  # a bare @subscribe(sticky=True): the scan checks the annotation's classes
+    if isinstance(key, str):
+        raise SubscriptionError(
+            f"@subscribe({key!r}, sticky=True): sticky handlers subscribe to an event class, not a topic.\n"
+            "Write @subscribe(Settings, sticky=True) for a class declared `class Settings(Event, sticky=True)`."
+        )
+    if not getattr(key, "__eventbus_sticky__", False):
+        name = getattr(key, "__qualname__", repr(key))
+        raise SubscriptionError(
+            f"@subscribe({name}, sticky=True): {name} is not a sticky event class, so the bus keeps no event of it.\n"
+            f"Declare it `class {name}(Event, sticky=True)`, or drop sticky=True."
+        )
+
+
+def _check_options(thread_safe: object, priority: object, when: object, sticky: object) -> None:
+    if not isinstance(sticky, bool):
+        raise SubscriptionError(f"@subscribe(sticky={sticky!r}): sticky must be True or False.")
     if not isinstance(thread_safe, bool):
         raise SubscriptionError(f"@subscribe(thread_safe={thread_safe!r}): thread_safe must be True or False.")
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -114,6 +139,7 @@ def subscribe(
     thread_safe: bool = False,
     priority: int = 0,
     when: Callable[[Any], bool] | None = None,
+    sticky: bool = False,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -128,6 +154,7 @@ def subscribe(
     thread_safe: bool = False,
     priority: int = 0,
     when: Callable[[Any], bool] | None = None,
+    sticky: bool = False,
 ) -> Any:
     """Mark a function or method as a handler of events of a class or a topic.
 
@@ -135,15 +162,22 @@ def subscribe(
 
         @subscribe(OrderPlaced)          # OrderPlaced and its subclasses
         @subscribe("orders.placed")      # every event whose topic is "orders.placed"
+        @subscribe("orders.*")           # "orders.placed", "orders.shipped" (one segment)
+        @subscribe("orders.>")           # "orders.placed", "orders.eu.placed" (one or more)
         @subscribe                       # the class in the parameter's annotation
         @subscribe(priority=5)           # the same, with options
+        @subscribe(Settings, sticky=True)  # also the kept Settings, at registration
 
     Decorators may be stacked to subscribe one handler to several keys; it is
-    still called at most once per event. The function is returned unchanged.
+    still called at most once per event, however many of its keys match. The
+    function is returned unchanged.
 
     Args:
         key: An event class (or a union of them), a topic string, or nothing to
             take the class from the annotation of the handler's event parameter.
+            A topic's dot-separated segments may be wildcards: ``*`` matches
+            exactly one segment, ``>`` (last only) one or more. Patterns never
+            match `DeadEvent`s.
         thread_safe: ``False`` (the default) promises that the handler never runs
             twice at the same time for the same subscriber object; ``True`` lets
             the asynchronous strategies run it in parallel.
@@ -151,12 +185,19 @@ def subscribe(
             priorities run in registration order.
         when: A filter called with the event; the handler is skipped when it
             returns false.
+        sticky: When the subscriber is registered, also deliver the event the bus
+            keeps for the subscribed class (declared ``sticky=True``), through the
+            bus's strategy and before any later event of that class reaches this
+            handler. Added in version 0.2.
 
     Raises:
-        SubscriptionError: The key is neither a class nor a topic string, an
-            option has the wrong type, or the target is not a function.
+        SubscriptionError: The key is neither a class nor a topic string, a topic
+            is malformed (an empty segment, a wildcard mixed with other
+            characters, ``>`` not last), an option has the wrong type, the target
+            is not a function, or ``sticky=True`` names a topic or a class that is
+            not sticky.
     """
-    _check_options(thread_safe, priority, when)
+    _check_options(thread_safe, priority, when, sticky)
     if key is None:
         keys: tuple[type | str | None, ...] = (None,)
     elif (callable(key) and not isinstance(key, type) and get_origin(key) not in _UNION_TYPES) or isinstance(
@@ -166,7 +207,10 @@ def subscribe(
         return _attach(key, (SubscriptionSpec(None),))  # type: ignore[type-var]  # checked callable above
     else:
         keys = _expand_key(key)
-    specs = tuple(SubscriptionSpec(k, thread_safe, priority, when) for k in keys)
+    if sticky:
+        for k in keys:
+            check_sticky_key(k)
+    specs = tuple(SubscriptionSpec(k, thread_safe, priority, when, sticky) for k in keys)
 
     def decorate(func: _F) -> _F:
         return _attach(func, specs)

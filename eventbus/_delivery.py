@@ -6,18 +6,22 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from ._context import EventContext, Pending, Slot, nested
 
-__all__ = ["Delivery", "SKIPPED", "carrier", "set_if_pending"]
+if TYPE_CHECKING:
+    from ._registry import Subscription
+
+__all__ = ["Delivery", "SKIPPED", "carrier", "set_if_pending", "submit_traced"]
 
 SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
 _PENDING: Final[Any] = object()  # a handler whose outcome is not known yet
 _FAILED: Final[Any] = object()  # a handler that raised (its exception is in _errors)
-_RECHECK: Final = 0.05  # seconds between two looks of an awaiting coroutine
+_RECHECK: Final = 0.05  # seconds between two looks of a waiter (a thread or an awaiting coroutine)
 _logger: Final = logging.getLogger("eventbus")
 
 
@@ -39,11 +43,11 @@ class Delivery:
         "_carrier",
         "_done",
         "_errors",
+        "_gate",
         "_lock",
         "_outcomes",
         "_pending",
         "_trace",
-        "_waiter",
         "event",
     )
 
@@ -61,7 +65,7 @@ class Delivery:
         self._pending = handler_count
         self._lock = threading.Lock()
         self._done = handler_count == 0
-        self._waiter: threading.Event | None = None
+        self._gate: threading.Lock | None = None  # held until done, made by the first wait()
         self._callbacks: list[Callable[[Delivery], object]] = []
 
     # -- called by the strategies -------------------------------------------------------
@@ -87,10 +91,10 @@ class Delivery:
             if self._pending:
                 return
             self._done = True
-            waiter, callbacks = self._waiter, self._callbacks
+            gate, callbacks = self._gate, self._callbacks
             self._callbacks = []
-        if waiter is not None:
-            waiter.set()
+        if gate is not None:
+            gate.release()  # once: only the settle that completes the delivery gets here
         if callbacks:
             self._run_callbacks(callbacks)
 
@@ -147,16 +151,34 @@ class Delivery:
         return self._done
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the delivery is done; return `False` if *timeout* seconds passed first."""
+        """Block until the delivery is done; return `False` if *timeout* seconds passed first.
+
+        Safe to interrupt (Ctrl-C on the main thread): it waits on a plain lock that the
+        delivery's completion releases, never on a `threading.Condition` (whose wait an
+        interrupt can leave with its lock in the wrong hands), and it looks at the
+        outcome at least every 50 ms, so a release that an interrupt took away from
+        another waiter costs that waiter latency, never a hang.
+        """
         if self._done:
             return True
         with self._lock:
             if self.done():  # finished while we took the lock
                 return True
-            if self._waiter is None:
-                self._waiter = threading.Event()
-            waiter = self._waiter
-        return waiter.wait(timeout)
+            gate = self._gate
+            if gate is None:
+                fresh = threading.Lock()
+                fresh.acquire()  # held until the delivery completes (see _settle)
+                gate = self._gate = fresh
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.done():
+                return True
+            remaining = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            if gate.acquire(timeout=remaining):
+                gate.release()  # pass it on: every waiter goes through
+                return True
 
     def result(self, timeout: float | None = None) -> list[Any]:
         """Wait for the delivery and return the handlers' return values in call order.
@@ -233,3 +255,30 @@ def carrier(event: object, handler_count: int, trace: Pending | None, here: Slot
         if trace is None:
             return None
     return Delivery(event, handler_count, trace, carrier=True)
+
+
+def submit_traced(
+    submit: Callable[..., None],
+    submit_with_trace: Callable[..., None] | None,
+    event: object,
+    handlers: tuple[Subscription, ...],
+    delivery: Delivery | None,
+    timeout: float | None,
+    trace: Pending | None,
+) -> None:
+    """Hand *event* to a strategy with its trace: as ``submit``'s fifth argument, or in a carrier.
+
+    *submit_with_trace* is the strategy's ``submit`` if it takes traces
+    (``takes_traces``), else `None`: then a `Delivery` carries the trace.
+    """
+    if trace is None:
+        submit(event, handlers, delivery, timeout)
+    elif submit_with_trace is not None:
+        submit_with_trace(event, handlers, delivery, timeout, trace)
+    else:
+        submit(
+            event,
+            handlers,
+            delivery if delivery is not None else Delivery(event, len(handlers), trace, carrier=True),
+            timeout,
+        )

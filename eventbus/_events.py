@@ -40,6 +40,12 @@ class Event(BaseModel):
     anywhere in its chain gets ``"<module>.<qualname>"``. ``order_by=`` names the
     field that `ordering_key` returns.
 
+    ``sticky=True`` makes a bus keep the last event of the class it accepted
+    (per exact class; subclasses inherit the flag unless they say
+    ``sticky=False``): handlers declared ``@subscribe(Cls, sticky=True)``
+    receive it when their subscriber registers, and ``bus.sticky(Cls)`` returns
+    it. Added in version 0.2.
+
     Events are frozen because one event object is shared by every handler, often
     on several threads at once: nobody may change it under the others.
 
@@ -54,9 +60,16 @@ class Event(BaseModel):
 
     __eventbus_topic_declared__: ClassVar[bool] = False
     __eventbus_order_by__: ClassVar[str | None] = None
+    __eventbus_sticky__: ClassVar[bool] = False
 
-    def __init_subclass__(cls, *, topic: str | None = None, order_by: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, topic: str | None = None, order_by: str | None = None, sticky: bool | None = None, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        if sticky is not None:
+            if not isinstance(sticky, bool):
+                raise TypeError(f"{cls.__qualname__}: sticky= must be True or False, not {sticky!r}")
+            cls.__eventbus_sticky__ = sticky
         if topic is not None:
             if not _is_nonempty_str(topic):
                 raise TypeError(f"{cls.__qualname__}: topic= must be a non-empty string, not {topic!r}")
@@ -126,11 +139,13 @@ with warnings.catch_warnings():
             return self.ordered
 
 
-class DeadEvent(Event, topic="eventbus.dead"):
+class DeadEvent(Event, topic="eventbus.dead", sticky=False):
     """Wraps an event that reached no handler.
 
     The bus posts it in place of the lost event, so that a subscriber to
-    `DeadEvent` can log or divert what nobody else wanted. A `DeadEvent` that no
+    `DeadEvent` can log or divert what nobody else wanted. Topic patterns
+    (``"eventbus.*"``, ``">"``) never match it: only a handler of `DeadEvent`
+    itself receives dead events. A `DeadEvent` that no
     one handles is dropped and counted in ``stats().dead``; it is never wrapped in
     another `DeadEvent`.
     """

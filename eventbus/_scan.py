@@ -20,6 +20,7 @@ from typing import Any, Final, Union, final, get_args, get_origin
 
 from ._decorators import SubscriptionSpec, specs_of
 from ._errors import SubscriptionError
+from ._patterns import is_pattern
 
 __all__ = [
     "Binding",
@@ -46,7 +47,18 @@ class Binding:
     subscriber, which keeps each registration small.
     """
 
-    __slots__ = ("direct", "direct_parallel", "is_async", "key", "name", "priority", "thread_safe", "when")
+    __slots__ = (
+        "direct",
+        "direct_parallel",
+        "is_async",
+        "key",
+        "name",
+        "pattern",
+        "priority",
+        "sticky",
+        "thread_safe",
+        "when",
+    )
 
     def __init__(self, name: str, spec: SubscriptionSpec, key: type | str, is_async: bool) -> None:
         self.name: str = name
@@ -59,6 +71,10 @@ class Binding:
         """What a new `Subscription.direct` starts as."""
         self.direct_parallel: bool = self.direct and spec.thread_safe
         """What a new `Subscription.direct_parallel` starts as."""
+        self.pattern: bool = isinstance(key, str) and is_pattern(key)
+        """Whether *key* is a topic pattern (``"orders.*"``), matched when handler lists are built."""
+        self.sticky: bool = spec.sticky
+        """Whether the handler receives its class's kept event when registered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,8 @@ class FoundHandler:
     is_async: bool  # an async def handler: decided once, at the scan
     call: Callable[[Any, Any], object] | None = None
     """How a method handler is called: ``call(instance, event)``, one for all instances."""
+    sticky: bool = False
+    """Whether any of its keys asked for the kept event at registration (#15)."""
 
 
 def call_target(target: Callable[[Any], object], event: object) -> object:
@@ -204,6 +222,14 @@ def _scan_callable(
                     f"Annotate the event parameter (`{event_param or 'event'}: OrderPlaced`) "
                     "or name the key: @subscribe(OrderPlaced) or @subscribe('topic').",
                 )
+            if spec.sticky:
+                unkept = [cls.__qualname__ for cls in classes if not getattr(cls, "__eventbus_sticky__", False)]
+                if unkept:
+                    raise fail(
+                        f"uses a bare @subscribe(sticky=True), but its annotation names {', '.join(unkept)}, "
+                        "which is not a sticky event class.",
+                        f"Declare it `class {unkept[0]}(Event, sticky=True)`, or drop sticky=True.",
+                    )
             keys.extend((spec, cls) for cls in classes)
             continue
         if isinstance(spec.key, type) and found:
@@ -218,7 +244,8 @@ def _scan_callable(
         keys.append((spec, spec.key))
     is_async = inspect.iscoroutinefunction(func)
     bindings = tuple(Binding(name, spec, key, is_async) for spec, key in keys)
-    return FoundHandler(attr=None, func=func, bindings=bindings, name=name, is_async=is_async)
+    sticky = any(binding.sticky for binding in bindings)
+    return FoundHandler(attr=None, func=func, bindings=bindings, name=name, is_async=is_async, sticky=sticky)
 
 
 # Per-class scan results. Weak keys, so classes defined at run time (tests, plugins) can be freed.
@@ -260,7 +287,9 @@ def scan_class(cls: type) -> tuple[FoundHandler, ...]:
         found = _scan_callable(func, skip, where, cls, None)
         if found is not None:
             call = _method_call(raw, found.func, cls)
-            handlers.append(FoundHandler(attr, found.func, found.bindings, found.name, found.is_async, call))
+            handlers.append(
+                FoundHandler(attr, found.func, found.bindings, found.name, found.is_async, call, found.sticky)
+            )
     result = tuple(handlers)
     with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced is just not cached
         _scan_cache[cls] = result
@@ -284,7 +313,14 @@ class Plan:
         self.by_identity = compares_by_identity(cls)
         """Instances compare by identity, so each is its own key in the registry (see `identity`)."""
         first = handlers[0]
-        simple = len(handlers) == 1 and first.call is not None and not first.is_async and len(first.bindings) == 1
+        simple = (
+            len(handlers) == 1
+            and first.call is not None
+            and not first.is_async
+            and len(first.bindings) == 1
+            and not first.bindings[0].pattern  # filed in a table of its own
+            and not first.sticky  # called through a gate, and may receive kept events
+        )
         self.only: Binding | None = first.bindings[0] if simple else None
         """The one binding, when one method subscribes to one key: the common case."""
         self.only_call: Callable[[Any, Any], object] = first.call if first.call is not None else call_target

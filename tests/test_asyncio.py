@@ -627,6 +627,34 @@ def test_awaiting_from_another_loop() -> None:
     assert seen == list(range(20))
 
 
+def test_awaiting_from_another_loop_while_the_bus_loop_is_stopped_keeps_the_timeout() -> None:
+    """ajoin/ashutdown awaited on another loop return by their timeout when the bus's loop does not run.
+
+    Before, they handed a coroutine to the bus's loop and awaited it without a bound: with that
+    loop stopped, the coroutine never started and the caller waited forever.
+    """
+    stopped = asyncio.new_event_loop()  # never run while the awaits below wait
+    try:
+        bus = EventBus(strategy="asyncio", loop=stopped)
+        bus.register(_Recorder())
+        bus.post(Ping(n=1))  # from this thread: waits in the inbox of a loop that does not run
+
+        async def main() -> tuple[bool, bool]:
+            joined = await asyncio.wait_for(bus.ajoin(0.2), WAIT)
+            shut = await asyncio.wait_for(bus.ashutdown(0.2), WAIT)
+            return joined, shut
+
+        assert asyncio.run(main()) == (False, False)  # nothing could be delivered, and that is said
+    finally:
+        stopped.close()
+
+
+class _Recorder:
+    @subscribe
+    def on_ping(self, event: Ping) -> None:
+        pass
+
+
 def test_cancelling_a_task_that_awaits_publish_leaves_the_bus_consistent() -> None:
     """The event is still delivered and counted when the publisher's task is cancelled."""
     handled: list[int] = []

@@ -62,7 +62,17 @@ def _rows(document: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def test_every_workload_runs_eventbus_and_a_floor(quick: dict[str, Any]) -> None:
     """Each workload has eventbus rows and floor rows, and no peer rows under --no-peers."""
     workloads = {w["id"] for w in quick["workloads"]}
-    assert workloads == {"sync-1", "sync-10", "topics", "threaded", "latency", "register", "build", "asyncio"}
+    assert workloads == {
+        "sync-1",
+        "sync-10",
+        "topics",
+        "threaded",
+        "latency",
+        "register",
+        "build",
+        "asyncio",
+        "patterns",
+    }
     for workload in workloads:
         kinds = {row["kind"] for row in quick["results"] if row["workload"] == workload}
         assert kinds == {"eventbus", "floor"}, workload

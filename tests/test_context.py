@@ -13,6 +13,7 @@ import pytest
 
 import eventbus
 from eventbus import Event, EventBus, EventContext, current_context, subscribe
+from eventbus._context import LANES, Slot, slot
 from eventbus.testing import InMemoryEngine, make_test_bus
 
 from .conftest import STRATEGIES, new_bus
@@ -398,10 +399,13 @@ def test_a_post_from_plain_code_on_a_loop_with_lanes_is_a_root() -> None:
     assert current_context() is None
 
 
+def marks(here: Slot) -> tuple[object, int]:
+    """What *here* holds (read through a function: mypy keeps attribute types narrowed)."""
+    return here.current, here.lanes
+
+
 def test_a_lane_mark_left_behind_is_cleared_outside_a_loop() -> None:
     """A thread marked by asyncio lanes that never ended gets its single-frame sync post back."""
-    from eventbus._context import LANES, slot
-
     here = slot()
     here.current, here.lanes = LANES, 1  # what lanes cut short by their loop's end leave behind
     seen = Seen()
@@ -415,7 +419,7 @@ def test_a_lane_mark_left_behind_is_cleared_outside_a_loop() -> None:
     try:
         bus.register(Handler())
         bus.post(Placed(n=1))  # the checking path: no loop runs here, so the mark is cleared
-        assert (here.current, here.lanes) == (None, 0)
+        assert marks(here) == (None, 0)
         bus.post(Placed(n=2))
     finally:
         here.current, here.lanes = None, 0

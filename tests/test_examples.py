@@ -109,6 +109,16 @@ EXPECTED: dict[str, list[Expectation]] = {
         "handler threads: ['ui-background']",
         "each poster's frames drawn in order: True",
     ],
+    "10_patterns_and_sticky.py": [
+        "monitor: orders.placed",
+        "audit: orders.placed",
+        "audit: orders.eu.shipped",
+        "orders.placed reaches ['OrderMonitor.seen', 'OrderMonitor.audit']",
+        "dashboard: database up at db:5432",
+        "dashboard: database down at db:5432",
+        "kept: up=False",
+        "posted=4",
+    ],
     "demo_counters.py": [
         Part("after  1.0 s: c1="),
         Part("all delivered: True"),

@@ -18,6 +18,7 @@ import warnings
 import weakref
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -227,6 +228,62 @@ def test_interrupt_storm_while_registering_and_unregistering() -> None:
             assert any(s is obj for s in tock_handlers) == registered
     assert bus.stats().subscribers == sum(1 for obj in objects if bus.is_registered(obj))
     bus.shutdown()
+
+
+@pytest.mark.parametrize("interval", [0.00005, 0.0003])
+def test_interrupt_storm_while_the_main_thread_waits_for_deliveries(interval: float) -> None:
+    """``Delivery.wait()`` on the main thread, interrupted anywhere, never wedges the delivery.
+
+    The delivery completes on a worker thread; an interrupt inside ``wait()`` must not
+    leave a lock that the worker's completion (or a later ``wait()``) then blocks on.
+    Before, ``wait()`` used a `threading.Event`, whose `Condition` wait an interrupt
+    can leave with its lock in the wrong hands.
+    """
+    bus = EventBus(strategy="concurrent", workers=2, on_error=_ignore)
+    gate = threading.Event()
+
+    class Slowish:
+        @subscribe(Tick, thread_safe=True)
+        def handle(self, event: Tick) -> int:
+            gate.wait(0.0005)  # long enough for interrupts to land while the poster waits
+            return event.n
+
+    bus.register(Slowish())
+    deliveries = []
+
+    def step(n: int) -> None:
+        delivery = bus.publish(Tick(n=n))
+        deliveries.append(delivery)
+        delivery.wait(WAIT)
+
+    storm(interval, step, seconds=1.0, steps=3_000)
+    for delivery in deliveries:
+        assert calm(partial(delivery.wait, WAIT)), delivery  # every one completes and can be waited for
+        assert calm(partial(delivery.result, 0)) == [delivery.event.n]  # type: ignore[attr-defined]
+    assert calm(lambda: bus.shutdown(timeout=WAIT))
+
+
+def test_a_waiter_whose_wake_up_was_lost_still_returns() -> None:
+    """A completion whose release never reaches a waiter costs that waiter latency, not a hang."""
+    from eventbus import Delivery
+
+    delivery = Delivery(Tick(n=1), 1)
+    assert not delivery.wait(0.01)  # makes the gate; this waiter gave up
+    returned = threading.Event()
+    outcome: list[bool] = []
+
+    def waiter() -> None:
+        outcome.append(delivery.wait())
+        returned.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    # As if an interrupted waiter had taken the release: the completion finds no gate to open.
+    object.__setattr__(delivery, "_gate", None)
+    delivery._settle(0, "value")
+    assert returned.wait(WAIT), "wait() slept past a completed delivery"
+    assert outcome == [True]
+    thread.join(WAIT)
 
 
 def test_keyboard_interrupt_in_on_error_reaches_the_poster() -> None:

@@ -30,8 +30,8 @@ import contextvars
 import functools
 import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Final, TypeVar, final
 
 from .._checks import check_positive_int
 from .._context import LANES, in_handler, task_trace
@@ -445,7 +445,7 @@ class AsyncioDelivery(_Lanes, _Recovery):
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.wait_for_room(timeout))
+            return await asyncio.to_thread(self._room_from_thread, timeout)  # see _room_from_thread
         deadline = None if timeout is None else loop.time() + timeout
         while self._waiting + len(self._inbox) >= self.max_queued and not self._closed:
             remaining = _WAIT_SLICE if deadline is None else min(deadline - loop.time(), _WAIT_SLICE)
@@ -466,6 +466,19 @@ class AsyncioDelivery(_Lanes, _Recovery):
             raise _closed_error(self._name)
         return True
 
+    def _room_from_thread(self, timeout: float | None) -> bool:
+        # ``wait_for_room`` awaited on another loop: wait as a posting thread does, in a
+        # worker thread of that loop, so that its timeout holds even if the bus's loop
+        # has stopped (a coroutine handed to a stopped loop would never start).
+        with self._lock:
+            try:
+                self._wait_for_room(timeout)
+            except QueueFullError:
+                return False
+        if self._closed:
+            raise _closed_error(self._name)
+        return True
+
     async def ajoin(self, timeout: float | None) -> bool:
         """Wait until the events accepted so far have been handled, without blocking the loop.
 
@@ -474,7 +487,7 @@ class AsyncioDelivery(_Lanes, _Recovery):
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.ajoin(timeout))
+            return await asyncio.to_thread(self.join, timeout)  # bounded even if the bus's loop stops
         if _LANE.get() is self:
             raise RuntimeError(
                 "ajoin() was awaited in a handler running on the same bus; it would wait for itself.\n"
@@ -493,7 +506,7 @@ class AsyncioDelivery(_Lanes, _Recovery):
         """
         loop = self.loop
         if _get_running_loop() is not loop:
-            return await _on_loop(loop, self.ashutdown(timeout))
+            return await asyncio.to_thread(self.shutdown, True, timeout)
         self._close_intake()
         if _LANE.get() is self:
             return self._all_done()  # from a handler: cannot wait for itself
@@ -635,8 +648,3 @@ class AsyncioDelivery(_Lanes, _Recovery):
         while idle:
             set_if_pending(idle[-1])
             idle.pop()
-
-
-async def _on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
-    """Await *coro* on *loop* (another thread's) from the running loop."""
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
