@@ -425,3 +425,32 @@ def test_a_lane_mark_left_behind_is_cleared_outside_a_loop() -> None:
         here.current, here.lanes = None, 0
         bus.shutdown()
     assert [context.causation_id for context in seen.of("placed")] == [None, None]
+
+
+class Settings(Event, topic="ctx.settings", sticky=True):
+    level: int
+
+
+def test_a_kept_sticky_event_is_replayed_with_its_original_context(make_bus: Callable[..., EventBus]) -> None:
+    """A sticky handler registered later receives the kept event with the context it was posted with."""
+    bus = make_bus()
+    seen = Seen()
+
+    class Early:
+        @subscribe(Settings)
+        def on(self, event: Settings) -> None:
+            seen.add("early", event)
+
+    class Late:
+        @subscribe(Settings, sticky=True)
+        def on(self, event: Settings) -> None:
+            seen.add("late", event)
+
+    bus.register(Early())
+    bus.post(Settings(level=3))
+    assert bus.join(timeout=WAIT)
+    bus.register(Late())
+    assert bus.join(timeout=WAIT)
+    (early,) = seen.of("early")
+    (late,) = seen.of("late")
+    assert late == early
