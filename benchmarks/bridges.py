@@ -1,15 +1,18 @@
-"""End-to-end throughput and idle latency through one local redis-server (issue 12).
+"""End-to-end throughput and idle latency through one local redis-server or nats-server (issues 12, 13).
 
 Usage, from the repository root::
 
-    .venv/bin/pip install -e '.[bench]'          # redis-py and faststream[redis]
-    .venv/bin/python -m benchmarks.bridges        # about three minutes
+    .venv/bin/pip install -e '.[bench]'          # redis-py, nats-py, faststream[redis,nats]
+    .venv/bin/python -m benchmarks.bridges        # about five minutes
+    .venv/bin/python -m benchmarks.bridges --engine nats   # the NATS subjects only
     .venv/bin/python -m benchmarks.bridges --events 5000 --samples 100   # a quick look
 
 It starts its own ``redis-server`` (Debian's package) on a free 127.0.0.1 port
-with persistence off, and runs, for each subject, one producer process and 1 or
-3 consumer processes (all fresh Python processes), then an idle-latency run (one
-event every 5 ms, one consumer). Subjects:
+with persistence off (also the channel the consumers report on), and for the
+NATS subjects a ``nats-server -js`` with its store in a temporary directory, and
+runs, for each subject, one producer process and 1 or 3 consumer processes (all
+fresh Python processes), then an idle-latency run (one event every 5 ms, one
+consumer). Subjects on Redis:
 
 - **eventbus**: ``bus.bridge(RedisStreams(...))``, a send-only bridge in the
   producer (sync strategy), ``group=`` bridges in the consumers (sync strategy,
@@ -20,6 +23,17 @@ event every 5 ms, one consumer). Subjects:
   ``asyncio.gather``.
 - **redis-py floor**: pipelined ``XADD`` in batches of 500; consumers
   ``XREADGROUP COUNT 500`` and ``XACK`` each batch, ``json.loads`` each payload.
+
+Subjects on NATS JetStream (one stream each, file storage):
+
+- **eventbus (nats)**: the same bridges on ``NatsJetStream(...)``; the events are
+  unkeyed, so they go through the group's ``u`` consumer (many in flight).
+- **faststream (nats)**: FastStream's JetStream pull subscriber (``PullSub``,
+  ``batch_size=100``, durable consumer shared by the consumer processes); the
+  producer awaits ``broker.publish(..., stream=...)`` 50 at a time with ``asyncio.gather``.
+- **nats-py floor**: ``publish_async`` in batches of 500 (then waits for the
+  acks); consumers ``fetch(500)`` on one durable pull consumer, ``json.loads``
+  and ``ack()`` each message.
 
 Throughput is events / (last event handled - first post). Consumers publish
 their counters to the server every 20 ms from a side thread; nothing is asserted.
@@ -45,6 +59,7 @@ from typing import Any
 GROUP = "bench"
 PARTITIONS = 6
 STREAM = "bench-stream"  # faststream and the floor: one stream, one group
+NATS_STREAMS = {"faststream (nats)": "BENCH_FS", "nats-py floor": "BENCH_FLOOR"}  # subject "<stream>.order"
 
 
 def _payload(i: int) -> dict[str, Any]:
@@ -60,7 +75,7 @@ class _Reporter:
     def __init__(self, url: str, name: str) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(os.environ.get("BENCH_REPORT_URL", url))
         self.name = name
         self.count = 0
         self.last_ns = 0
@@ -169,6 +184,95 @@ def consume_floor(url: str, name: str) -> None:
     reporter.finish()
 
 
+def consume_eventbus_nats(url: str, name: str) -> None:
+    from eventbus import Event, EventBus, subscribe
+    from eventbus.bridges import NatsJetStream
+
+    class Order(Event, topic="bench.order"):
+        order_id: int
+        amount: float
+        customer: str
+        sent_ns: int
+
+    reporter = _Reporter(url, name)
+
+    class Handler:
+        @subscribe(Order)
+        def on(self, event: Order) -> None:
+            reporter.seen(event.sent_ns)
+
+    bus = EventBus(strategy="sync")
+    bus.register(Handler())
+    bus.bridge(NatsJetStream(url), events=[Order], group=GROUP, namespace="bench", partitions=PARTITIONS)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    bus.shutdown(timeout=10)
+    reporter.finish()
+
+
+def consume_faststream_nats(url: str, name: str) -> None:
+    from faststream.nats import JStream, NatsBroker, PullSub
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        order_id: int
+        amount: float
+        customer: str
+        sent_ns: int
+
+    stream = NATS_STREAMS["faststream (nats)"]
+    reporter = _Reporter(url, name)
+    broker = NatsBroker(url, logger=None)
+
+    @broker.subscriber(
+        f"{stream}.order",
+        stream=JStream(stream, subjects=[f"{stream}.order"]),
+        durable=GROUP,
+        pull_sub=PullSub(batch_size=100, timeout=1.0),
+    )
+    async def handle(order: Order) -> None:
+        reporter.seen(order.sent_ns)
+
+    async def main() -> None:
+        async with broker:
+            await broker.start()
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+
+    asyncio.run(main())
+    reporter.finish()
+
+
+def consume_nats_floor(url: str, name: str) -> None:
+    import nats
+    import nats.errors
+    import nats.js.errors
+
+    stream = NATS_STREAMS["nats-py floor"]
+    reporter = _Reporter(url, name)
+
+    async def main() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.add_stream(name=stream, subjects=[f"{stream}.order"])
+        psub = await js.pull_subscribe(f"{stream}.order", durable=GROUP, stream=stream)
+        print("ready", flush=True)
+        stop = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
+        while not stop.done():
+            try:
+                msgs = await psub.fetch(500, timeout=0.2)
+            except (TimeoutError, nats.errors.TimeoutError):  # an empty pull
+                continue
+            for msg in msgs:
+                reporter.seen(json.loads(msg.data)["sent_ns"])
+                await msg.ack()
+        await nc.close()
+
+    asyncio.run(main())
+    reporter.finish()
+
+
 # -- producers ---------------------------------------------------------------------------------------
 
 
@@ -224,8 +328,89 @@ def produce_floor(url: str, count: int, gap: float) -> None:
         pipe.execute()
 
 
-CONSUMERS = {"eventbus": consume_eventbus, "faststream": consume_faststream, "redis-py floor": consume_floor}
-PRODUCERS = {"eventbus": produce_eventbus, "faststream": produce_faststream, "redis-py floor": produce_floor}
+def produce_eventbus_nats(url: str, count: int, gap: float) -> None:
+    from eventbus import Event, EventBus
+    from eventbus.bridges import NatsJetStream
+
+    class Order(Event, topic="bench.order"):
+        order_id: int
+        amount: float
+        customer: str
+        sent_ns: int
+
+    with EventBus(strategy="sync") as bus:
+        bus.bridge(NatsJetStream(url), events=[Order], namespace="bench", partitions=PARTITIONS)
+        for i in range(count):
+            bus.post(Order(**_payload(i)))
+            if gap:
+                time.sleep(gap)
+
+
+def produce_faststream_nats(url: str, count: int, gap: float) -> None:
+    from faststream.nats import NatsBroker
+
+    stream = NATS_STREAMS["faststream (nats)"]
+    subject = f"{stream}.order"
+
+    async def main() -> None:
+        async with NatsBroker(url, logger=None) as broker:
+            if gap:
+                for i in range(count):
+                    await broker.publish(_payload(i), subject=subject, stream=stream)
+                    await asyncio.sleep(gap)
+                return
+            for start in range(0, count, 50):
+                await asyncio.gather(
+                    *(
+                        broker.publish(_payload(i), subject=subject, stream=stream)
+                        for i in range(start, min(count, start + 50))
+                    )
+                )
+
+    asyncio.run(main())
+
+
+def produce_nats_floor(url: str, count: int, gap: float) -> None:
+    import nats
+
+    subject = f"{NATS_STREAMS['nats-py floor']}.order"
+
+    async def main() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        if gap:
+            for i in range(count):
+                await js.publish(subject, json.dumps(_payload(i)).encode())
+                await asyncio.sleep(gap)
+        else:
+            for start in range(0, count, 500):
+                futures = [
+                    await js.publish_async(subject, json.dumps(_payload(i)).encode())
+                    for i in range(start, min(count, start + 500))
+                ]
+                await asyncio.gather(*futures)
+        await nc.close()
+
+    asyncio.run(main())
+
+
+CONSUMERS = {
+    "eventbus": consume_eventbus,
+    "faststream": consume_faststream,
+    "redis-py floor": consume_floor,
+    "eventbus (nats)": consume_eventbus_nats,
+    "faststream (nats)": consume_faststream_nats,
+    "nats-py floor": consume_nats_floor,
+}
+PRODUCERS = {
+    "eventbus": produce_eventbus,
+    "faststream": produce_faststream,
+    "redis-py floor": produce_floor,
+    "eventbus (nats)": produce_eventbus_nats,
+    "faststream (nats)": produce_faststream_nats,
+    "nats-py floor": produce_nats_floor,
+}
+NATS_SUBJECTS = ("eventbus (nats)", "faststream (nats)", "nats-py floor")
 
 
 # -- the orchestrator --------------------------------------------------------------------------------
@@ -248,8 +433,41 @@ def _start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
     return server, f"redis://127.0.0.1:{port}/0"
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _start_nats(directory: str) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    args = [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", os.path.join(directory, "jetstream")]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    return server, f"nats://127.0.0.1:{port}"
+
+
+def _reset_nats(url: str) -> None:
+    """Delete every stream, so that each run starts empty."""
+    import nats
+
+    async def main() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            await js.delete_stream(info.config.name)
+        await nc.close()
+
+    asyncio.run(main())
+
+
+def _spawn(*args: str, report_url: str = "") -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.getcwd())
+    if report_url:
+        env["BENCH_REPORT_URL"] = report_url
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bridges", *args],
         stdin=subprocess.PIPE,
@@ -259,13 +477,19 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def run_case(url: str, subject: str, consumers: int, count: int, gap: float, timeout: float) -> dict[str, Any]:
+def run_case(
+    url: str, subject: str, consumers: int, count: int, gap: float, timeout: float, engine_url: str | None = None
+) -> dict[str, Any]:
+    """One run; *url* is the redis-server the consumers report to, *engine_url* the engine (default: *url*)."""
     import redis
 
     client = redis.Redis.from_url(url)
     client.flushall()
+    engine = engine_url or url
+    if engine.startswith("nats://"):
+        _reset_nats(engine)
     names = [f"c{i}" for i in range(consumers)]
-    procs = [_spawn("--consume", subject, url, name) for name in names]
+    procs = [_spawn("--consume", subject, engine, name, report_url=url) for name in names]
     try:
         for proc in procs:
             assert proc.stdout is not None
@@ -274,7 +498,7 @@ def run_case(url: str, subject: str, consumers: int, count: int, gap: float, tim
         if consumers > 1:
             time.sleep(2.0)  # let the consumers share the partitions out (eventbus rebalances every 0.5 s)
         start_ns = time.time_ns()
-        producer = _spawn("--produce", subject, url, str(count), str(gap))
+        producer = _spawn("--produce", subject, engine, str(count), str(gap), report_url=url)
         deadline = time.monotonic() + timeout
         total = 0
         while time.monotonic() < deadline:
@@ -314,6 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=400, help="events of the idle-latency run (one per 5 ms)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure; the median is reported")
     parser.add_argument("--only", action="append", choices=list(CONSUMERS), help="run one subject (repeatable)")
+    parser.add_argument("--engine", choices=["redis", "nats"], help="run the subjects of one engine")
     parser.add_argument("--consume", nargs=3, metavar=("SUBJECT", "URL", "NAME"), help=argparse.SUPPRESS)
     parser.add_argument("--produce", nargs=4, metavar=("SUBJECT", "URL", "COUNT", "GAP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -325,22 +550,26 @@ def main(argv: list[str] | None = None) -> None:
         subject, url, count, gap = args.produce
         PRODUCERS[subject](url, int(count), float(gap))
         return
-    subjects = args.only or list(CONSUMERS)
+    subjects = args.only or [
+        s for s in CONSUMERS if args.engine is None or (s in NATS_SUBJECTS) == (args.engine == "nats")
+    ]
     # Rounds interleave the subjects (round 1 of each, round 2 of each, ...) and the
     # median is reported, so that load from elsewhere on a shared machine hits all alike.
     samples: dict[str, dict[str, list[float]]] = {s: {"tp1": [], "tp3": [], "p50": [], "p99": []} for s in subjects}
     with tempfile.TemporaryDirectory() as directory:
         server, url = _start_redis(directory)
+        nats_server, nats_url = _start_nats(directory) if any(s in NATS_SUBJECTS for s in subjects) else (None, "")
         try:
             for round_number in range(1, args.rounds + 1):
                 for subject in subjects:
                     got = samples[subject]
+                    engine_url = nats_url if subject in NATS_SUBJECTS else url
                     for consumers in (1, 3):
-                        result = run_case(url, subject, consumers, args.events, 0.0, 300)
+                        result = run_case(url, subject, consumers, args.events, 0.0, 300, engine_url)
                         got[f"tp{consumers}"].append(result["events_per_s"])
                         rate = result["events_per_s"]
                         print(f"round {round_number} {subject:>15}: {consumers} consumer(s) {rate:>9,.0f} events/s")
-                    result = run_case(url, subject, 1, args.samples, 0.005, 120)
+                    result = run_case(url, subject, 1, args.samples, 0.005, 120, engine_url)
                     got["p50"].append(result["p50_ms"])
                     got["p99"].append(result["p99_ms"])
                     print(
@@ -349,8 +578,10 @@ def main(argv: list[str] | None = None) -> None:
                         flush=True,
                     )
         finally:
-            server.terminate()
-            server.wait(10)
+            for process in (server, nats_server):
+                if process is not None:
+                    process.terminate()
+                    process.wait(10)
     rows = {
         subject: {key: statistics.median(values) for key, values in got.items()} for subject, got in samples.items()
     }
@@ -362,14 +593,19 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|---:|")
     for subject, row in rows.items():
         print(f"| {subject} | {row['tp1']:,.0f} | {row['tp3']:,.0f} | {row['p50']:.2f} ms | {row['p99']:.2f} ms |")
-    if "eventbus" in rows:
-        eb = rows["eventbus"]
-        for other, target in (("redis-py floor", 0.5), ("faststream", 3.0)):
+    for ours, floor, faststream in (
+        ("eventbus", "redis-py floor", "faststream"),
+        ("eventbus (nats)", "nats-py floor", "faststream (nats)"),
+    ):
+        if ours not in rows:
+            continue
+        eb = rows[ours]
+        for other, target in ((floor, 0.5), (faststream, 3.0)):
             if other in rows:
                 for n in (1, 3):
                     ratio = eb[f"tp{n}"] / rows[other][f"tp{n}"]
-                    print(f"eventbus / {other}, {n} consumer(s): {ratio:.2f}x (target >= {target}x)")
-        print(f"eventbus idle p99: {eb['p99']:.2f} ms (target < 5 ms)")
+                    print(f"{ours} / {other}, {n} consumer(s): {ratio:.2f}x (target >= {target}x)")
+        print(f"{ours} idle p99: {eb['p99']:.2f} ms (target < 5 ms)")
 
 
 if __name__ == "__main__":

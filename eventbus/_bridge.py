@@ -203,9 +203,13 @@ class Bridge:
         self._acks: list[Incoming] = []
         self._abandoned: list[Incoming] = []  # left unacknowledged at close, for the next owner
         self._deads: list[tuple[Incoming, str, str | None, str | None]] = []
+        self._naks: list[tuple[Incoming, float]] = []  # given back to the engine for a later delivery
         self._outage_since: float | None = None
         self._outage_attempts = 0
         self._session: EngineSession = engine.session(self.config)
+        # An engine that redelivers on request (NATS: nak with a delay) keeps a retry's state and
+        # its attempt count on the server; others get retries from a local timer.
+        self._engine_retry: Callable[[Incoming, float], Awaitable[None]] | None = getattr(self._session, "retry", None)
         self._feed: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._jobs: list[_Job] = []  # for the feeder, handed over once per batch read
         self._done: deque[_Item] = deque()  # finished deliveries, for the loop
@@ -494,6 +498,13 @@ class Bridge:
         self._retried += 1
         incoming.attempt += 1
         delay = _backoff(incoming.attempt - 2, *self._retry_delay)
+        if self._engine_retry is not None and not (item.key is not None and self._busy.get(item.key)):
+            # The engine delivers it again after the delay (nothing of its key waits here to
+            # overtake it; the engine keeps the order of a partition itself).
+            self._naks.append((incoming, delay))
+            self._wake_settle.set()
+            self._release_key(item.key)
+            return
         token = id(item)
         self._timers[token] = (self._loop.call_later(delay, self._retry, token), item)
 
@@ -539,17 +550,26 @@ class Bridge:
             self._wake_settle.clear()
             if len(self._acks) < _BATCH // 4 and not self._closing:
                 await asyncio.sleep(0.001)  # gather a batch: one round trip acknowledges them all
-            while (self._acks or self._deads) and not self._killed:
+            while (self._acks or self._deads or self._naks) and not self._killed:
                 acks, self._acks = self._acks, []
                 deads, self._deads = self._deads, []
+                naks, self._naks = self._naks, []
+                if naks:
+                    await self._give_back(naks)
                 if acks:
                     await self._engine_call(self._session.ack, acks)
                     self._acked += len(acks)
                 for incoming, reason, error, handler in deads:
                     await self._engine_call(self._session.dead_letter, incoming, reason, error, handler)
                     self._dead += 1
-                self._in_flight -= len(acks) + len(deads)
+                self._in_flight -= len(acks) + len(deads) + len(naks)
                 self._room.set()
+
+    async def _give_back(self, naks: list[tuple[Incoming, float]]) -> None:
+        retry = self._engine_retry
+        assert retry is not None
+        for incoming, delay in naks:
+            await self._engine_call(retry, incoming, delay)
 
     def _feed_loop(self) -> None:
         while True:
@@ -588,7 +608,7 @@ class Bridge:
             self._release_key(item.key, abandon=True)
         self._timers.clear()
         # Finish the events in flight (their handlers are running) and acknowledge them.
-        while self._in_flight > 0 or self._acks or self._deads:
+        while self._in_flight > 0 or self._acks or self._deads or self._naks:
             self._room.clear()
             self._wake_settle.set()
             try:

@@ -197,6 +197,8 @@ def _drop(args: argparse.Namespace) -> str:
         done = int(asyncio.run(drop(args.namespace, args.ids)))
     elif type(engine).__name__ == "RedisStreams":
         done = asyncio.run(_redis_drop(engine, args.namespace, args.ids))
+    elif type(engine).__name__ == "NatsJetStream":
+        done = asyncio.run(_nats_drop(engine, args.namespace, args.ids))
     else:
         _fail(f"dropping dead letters is not supported for {engine.describe()} yet")
     return f"dropped {done} of {len(args.ids)} dead letter(s)"
@@ -209,6 +211,28 @@ async def _redis_drop(engine: Any, namespace: str, ids: list[str]) -> int:
         return int(await client.xdel(f"{namespace}:dead", *ids))
     finally:
         await client.aclose()
+
+
+async def _nats_drop(engine: Any, namespace: str, ids: list[str]) -> int:
+    # The dead letters of a namespace are the stream "eventbus-{namespace}-dead", by sequence
+    # number (see eventbus/bridges/_nats.py).
+    from nats.js.errors import NotFoundError
+
+    from .bridges._nats import stream_names
+
+    dead_stream = stream_names(namespace)[1]
+    connection = await engine.connect()
+    try:
+        js = connection.jetstream()
+        done = 0
+        for dead_id in ids:
+            try:
+                done += bool(await js.delete_msg(dead_stream, int(dead_id)))
+            except (NotFoundError, ValueError):
+                continue
+        return done
+    finally:
+        await connection.close()
 
 
 # -- the parser ---------------------------------------------------------------------------------

@@ -16,6 +16,12 @@ The split of work, for an engine author:
 - Connection trouble raises `EngineUnavailable`; the bridge backs off, calls
   `start` again (which recreates what an engine restarted without its data lost)
   and retries the operation.
+- Optional: a session with ``async def retry(item, delay)`` gives a message back
+  to an engine that redelivers on request (NATS: ``nak`` with a delay), which then
+  keeps the retry and its attempt count; the bridge uses it for a failed handler
+  when nothing of the same ordering key waits behind the message, and otherwise
+  retries from a local timer. ``async def abandon()`` drops the connections without
+  giving anything up (a simulated crash, in tests).
 """
 
 from __future__ import annotations

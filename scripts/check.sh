@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 source scripts/_redis.sh
+source scripts/_nats.sh
 
 ensure_venv .venv "${PYTHON:-python3}" dev
 ensure_redis_server
+ensure_nats_server
 echo "== ruff"
 .venv/bin/ruff check eventbus tests examples benchmarks setup.py build_backend
 .venv/bin/ruff format --check eventbus tests examples benchmarks setup.py build_backend

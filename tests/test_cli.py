@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from eventbus import Event, EventBus, subscribe
-from eventbus.bridges import RedisStreams
+from eventbus._cli import engine_for
 
-from .bridges.servers import RedisServer, redis_available
+from .bridges.servers import NatsServer, RedisServer, nats_available, redis_available
 from .helpers import child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,11 +143,18 @@ class Failing:
         raise ValueError(f"cannot handle {event.n}")
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not redis_available():
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(tmp_path_factory.mktemp("redis-cli"))
+@pytest.fixture(scope="module", params=["redis", "nats"])
+def engine_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real engine server of this test run (redis-server, or nats-server -js)."""
+    server: RedisServer | NatsServer
+    if request.param == "redis":
+        if not redis_available():
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        server = RedisServer(tmp_path_factory.mktemp("redis-cli"))
+    else:
+        if not nats_available():
+            pytest.fail("nats-server is not installed (apt-get install nats-server)")
+        server = NatsServer(tmp_path_factory.mktemp("nats-cli"))
     server.start()
     yield server.url
     server.stop()
@@ -159,7 +166,7 @@ def make_dead_letters(url: str, namespace: str, count: int) -> None:
     try:
         bus.register(Failing())
         bridge = bus.bridge(
-            RedisStreams(url),
+            engine_for(url),
             events=[Order],
             group="workers",
             namespace=namespace,
@@ -177,18 +184,18 @@ def make_dead_letters(url: str, namespace: str, count: int) -> None:
         bus.shutdown(timeout=20)
 
 
-def test_dead_letters_list_replay_drop(redis_url: str, tmp_path: Path) -> None:
+def test_dead_letters_list_replay_drop(engine_url: str, tmp_path: Path) -> None:
     """list shows each dead letter with its handler and error; replay sends one again; drop deletes one."""
-    make_dead_letters(redis_url, "clitest", 3)
+    make_dead_letters(engine_url, "clitest", 3)
     common = ("--namespace", "clitest", "--partitions", "2")
-    listed = run("dead-letters", "list", redis_url, *common, "--json", cwd=tmp_path)
+    listed = run("dead-letters", "list", engine_url, *common, "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     letters = json.loads(listed.stdout)
     assert len(letters) == 3
     assert {letter["type"] for letter in letters} == {"cli.order"}
     assert {letter["handler"] for letter in letters} == {"Failing.handle"}
     assert all("ValueError: cannot handle" in letter["error"] for letter in letters)
-    text = run("dead-letters", "list", redis_url, *common, cwd=tmp_path)
+    text = run("dead-letters", "list", engine_url, *common, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert f"{letters[0]['id']}  cli.order  attempts=1  handler failed" in text.stdout
 
@@ -203,9 +210,9 @@ def test_dead_letters_list_replay_drop(redis_url: str, tmp_path: Path) -> None:
 
     try:
         reader.register(Reader())
-        reader.bridge(RedisStreams(redis_url), events=[Order], group="readers", namespace="clitest", partitions=2)
+        reader.bridge(engine_for(engine_url), events=[Order], group="readers", namespace="clitest", partitions=2)
         # The new group reads from the start of the streams: the three originals, then the replay.
-        replayed = run("dead-letters", "replay", redis_url, *common, letters[0]["id"], cwd=tmp_path)
+        replayed = run("dead-letters", "replay", engine_url, *common, letters[0]["id"], cwd=tmp_path)
         assert replayed.returncode == 0, replayed.stderr
         assert replayed.stdout.strip() == "replayed 1 of 1 dead letter(s)"
         deadline = time.monotonic() + 20
@@ -216,10 +223,10 @@ def test_dead_letters_list_replay_drop(redis_url: str, tmp_path: Path) -> None:
         reader.shutdown(timeout=20)
     assert sorted(got) == sorted([0, 1, 2, json.loads(letters[0]["payload"])["data"]["n"]])
 
-    dropped = run("dead-letters", "drop", redis_url, "--namespace", "clitest", letters[1]["id"], "0-1", cwd=tmp_path)
+    dropped = run("dead-letters", "drop", engine_url, "--namespace", "clitest", letters[1]["id"], "0-1", cwd=tmp_path)
     assert dropped.returncode == 0, dropped.stderr
     assert dropped.stdout.strip() == "dropped 1 of 2 dead letter(s)"
-    left = json.loads(run("dead-letters", "list", redis_url, *common, "--json", cwd=tmp_path).stdout)
+    left = json.loads(run("dead-letters", "list", engine_url, *common, "--json", cwd=tmp_path).stdout)
     assert [letter["id"] for letter in left] == [letters[2]["id"]]
 
 

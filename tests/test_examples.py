@@ -119,13 +119,21 @@ EXPECTED: dict[str, list[Expectation]] = {
         "kept: up=False",
         "posted=4",
     ],
+    "11_scale_out_nats.py": [
+        "3 workers ready",
+        "posted 2400 deposits",
+        "killed worker 1 with SIGKILL midway",
+        Part("applied 2400 of 2400 deposits"),
+        "every balance is 45150: True",
+        "out of order: 0",
+    ],
     "demo_counters.py": [
         Part("after  1.0 s: c1="),
         Part("all delivered: True"),
         *(Part(f"  {name}: producers posted") for name in ("c1", "c2", "c3", "c4")),
         "OK: every counter's total equals exactly what the producers posted.",
     ],
-    "11_tracing.py": [
+    "12_tracing.py": [
         "bus 'shop': SyncDelivery()",
         "  1. Shop.charge  [priority=10]",
         "payment caused by the order: True",

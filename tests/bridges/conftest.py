@@ -1,18 +1,20 @@
 """The engines the contract suite runs on, each behind one `Harness`.
 
-ENGINES is a list on purpose: NATS JetStream joins it with a harness of its own.
-Redis tests run on `redis-server` subprocesses that these fixtures start on free
-127.0.0.1 ports in temporary directories, and stop afterwards.
+Redis and NATS tests run on `redis-server` and `nats-server -js` subprocesses
+that these fixtures start on free 127.0.0.1 ports in temporary directories, and
+stop afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,10 @@ from eventbus import EventBus
 from eventbus.bridges import Engine  # noqa: TC001 - annotations of the harness API
 from eventbus.testing import InMemoryEngine
 
-from .servers import RedisServer, redis_available
+from .servers import NatsServer, RedisServer, nats_available, redis_available
 
-ENGINES: list[str] = ["memory", "redis"]
-"""The engines every contract test runs on (NATS will be added here)."""
+ENGINES: list[str] = ["memory", "redis", "nats"]
+"""The engines every contract test runs on."""
 
 _namespaces = itertools.count(1)
 
@@ -143,6 +145,110 @@ class RedisHarness(Harness):
         self.client.close()
 
 
+class NatsHarness(Harness):
+    name = "nats"
+    processes = True
+
+    def __init__(self, server: NatsServer) -> None:
+        super().__init__()
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nats-harness", daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def engine(self) -> Engine:
+        from eventbus.bridges import NatsJetStream
+
+        return NatsJetStream(self.server.url)
+
+    def _run(self, make: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``make(jetstream)`` on the harness's loop, with a connection made on first use (and after a restart)."""
+        import nats
+
+        async def run() -> Any:
+            if self._nc is None or self._nc.is_closed:
+                self._nc = await nats.connect(self.server.url, allow_reconnect=False, connect_timeout=2)
+            try:
+                return await make(self._nc.jetstream())
+            except Exception:
+                await self._nc.close()
+                self._nc = None
+                raise
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(20)
+
+    def pending(self, group: str, namespace: str | None = None) -> int:
+        from nats.js.errors import NotFoundError
+
+        from eventbus.bridges._nats import durable_names, stream_names
+
+        stream = stream_names(namespace or self.namespace)[0]
+        names = set(durable_names(group, 64))
+
+        async def count(js: Any) -> int:
+            try:
+                consumers = await js.consumers_info(stream)
+            except NotFoundError:
+                return 0
+            return sum(c.num_ack_pending for c in consumers if c.name in names)
+
+        total: int = self._run(count)
+        return total
+
+    def stored(self, namespace: str | None = None) -> int:
+        from nats.js.errors import NotFoundError
+
+        from eventbus.bridges._nats import stream_names
+
+        stream = stream_names(namespace or self.namespace)[0]
+
+        async def count(js: Any) -> int:
+            try:
+                info = await js.stream_info(stream)
+            except NotFoundError:
+                return 0
+            return int(info.state.messages)
+
+        total: int = self._run(count)
+        return total
+
+    def add_raw(self, partition: int, payload: bytes) -> None:
+        subject = f"{self.namespace}.{partition}.raw"
+        self._run(lambda js: js.publish(subject, payload))
+
+    def outage(self) -> None:
+        self.server.kill()
+
+    def restore(self, keep_data: bool) -> None:
+        if not keep_data:
+            self.server.wipe()
+        self.server.start()
+
+    def close(self) -> None:
+        async def disconnect() -> None:
+            if self._nc is not None:
+                await self._nc.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(disconnect(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _need_nats() -> None:
+    if not nats_available():
+        pytest.fail(
+            "nats-server is not installed: the bridge tests need Debian's nats-server "
+            "(bash scripts/check.sh installs it as root: apt-get install nats-server)"
+        )
+
+
 def _need_redis() -> None:
     if not redis_available():
         pytest.fail(
@@ -179,6 +285,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server -js for the tests that do not restart it (each test has its own namespace)."""
+    _need_nats()
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
 def _make_harness(name: str, request: pytest.FixtureRequest, *, own_server: bool, tmp: Path) -> Harness:
     if name == "memory":
         return MemoryHarness()
@@ -191,6 +307,15 @@ def _make_harness(name: str, request: pytest.FixtureRequest, *, own_server: bool
         else:
             server = request.getfixturevalue("redis_server")
         return RedisHarness(server)
+    if name == "nats":
+        _need_nats()
+        if own_server:
+            nats = NatsServer(tmp)
+            nats.start()
+            request.addfinalizer(nats.stop)
+        else:
+            nats = request.getfixturevalue("nats_server")
+        return NatsHarness(nats)
     raise ValueError(name)
 
 

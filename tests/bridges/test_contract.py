@@ -584,10 +584,14 @@ class Fleet:
                         claim_after=CLAIM,
                     )
                 )
-        for proc in self.processes:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()  # bounded by the worker's own bridge() wait
-            assert line.strip() == b"ready", line
+        try:
+            for proc in self.processes:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()  # bounded by the worker's own bridge() wait
+                assert line.strip() == b"ready", line
+        except BaseException:
+            self.stop()
+            raise
 
     def records(self) -> list[tuple[int, int, int, int]]:
         if self.harness.processes:
@@ -719,7 +723,9 @@ def test_passwords_never_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_import_eventbus_does_not_import_redis() -> None:
-    """`import eventbus` (and eventbus.bridges) never imports redis-py."""
-    code = "import sys, eventbus, eventbus.bridges, eventbus.testing; print('redis' in sys.modules)"
+    """`import eventbus` (and eventbus.bridges) never imports redis-py or nats-py."""
+    code = (
+        "import sys, eventbus, eventbus.bridges, eventbus.testing; print('redis' in sys.modules, 'nats' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"

@@ -22,7 +22,7 @@ class Tick(Event, topic="tests.bridges.tick", order_by="key"):
 
 
 def main() -> None:
-    from eventbus.bridges import RedisStreams
+    from eventbus.bridges import NatsJetStream, RedisStreams
 
     url, namespace, group, partitions, claim_after, delay, out = sys.argv[1:8]
     pause = float(delay)
@@ -41,7 +41,7 @@ def main() -> None:
     bus = EventBus(strategy="ordered", workers=8, name=f"worker-{pid}")
     bus.register(Worker())
     bus.bridge(
-        RedisStreams(url),
+        NatsJetStream(url) if url.startswith("nats://") else RedisStreams(url),
         events=[Tick],
         group=group,
         namespace=namespace,
