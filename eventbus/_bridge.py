@@ -38,9 +38,10 @@ from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnav
 from ._errors import BusClosedError, QueueFullError
 from ._events import DeadEvent, Event, Message
 from ._routes import bridged_events
-from ._wire import BadMessage, decode, encode, partition_of, source_of
+from ._wire import BadMessage, decode, encode, partition_of, source_of, trace_of_envelope
 
 if TYPE_CHECKING:
+    from ._context import Pending
     from ._registry import Registry, Subscription
 
 __all__ = ["Bridge", "BridgeHost", "BridgeStats"]
@@ -89,7 +90,7 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
 class _Item:
     """An incoming message on its way through the bus; called with its delivery when that is done."""
 
-    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key")
+    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key", "trace")
 
     def __init__(self, bridge: Bridge, incoming: Incoming, event: Event, key: str | None) -> None:
         self.bridge = bridge
@@ -98,6 +99,7 @@ class _Item:
         self.key = key
         self.handlers: tuple[Subscription, ...] = ()
         self.delivery: Delivery | None = None
+        self.trace: Pending | None = None
 
     def __call__(self, delivery: Delivery) -> None:
         self.bridge._delivered(self)
@@ -109,6 +111,7 @@ class BridgeHost(Protocol):
     name: str
     _registry: Registry
     _submit: Callable[..., None]
+    _kept_traces: dict[type, tuple[object, Pending]]
 
     def _unbridge(self, bridge: Bridge) -> None: ...
 
@@ -302,11 +305,14 @@ class Bridge:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _send(self, event: Event, publish: bool, timeout: float | None) -> Delivery | None:
-        """Accept *event* into the outbound buffer (called by the bus's post and publish)."""
-        payload, key = encode(event, self._source, self._max_payload)
+    def _send(self, event: Event, publish: bool, timeout: float | None, trace: Pending) -> Delivery | None:
+        """Accept *event* into the outbound buffer (called by the bus's post and publish).
+
+        The event's context (its id, cause and chain) and *trace*'s headers travel with it (#14).
+        """
+        payload, key = encode(event, self._source, self._max_payload, trace.context(), trace.headers)
         partition = partition_of(key, self.config.partitions, next(self._counter))
-        delivery = Delivery(event, 1) if publish else None
+        delivery = Delivery(event, 1, trace) if publish else None
         wake = False
         with self._space:
             if self._closing:
@@ -392,6 +398,7 @@ class Bridge:
                 continue
             key = envelope.get("partitionkey")
             item = _Item(self, incoming, event, key if isinstance(key, str) else None)
+            item.trace = trace_of_envelope(envelope, incoming.attempt, self.config.group)  # the sender's context (#14)
             if item.key is not None:
                 waiting = self._busy.get(item.key)
                 if waiting is not None:
@@ -412,6 +419,8 @@ class Bridge:
             # Kept like a posted sticky event, handlers resolved under one lock (#15); on a first
             # delivery only: a retry must not put an older event back over a newer one.
             found: tuple[Subscription, ...] | None = registry.keep(event, [None, None])
+            if item.trace is not None:  # replayed with the context it came with (#14)
+                self._bus._kept_traces[cls] = (event, item.trace)
         else:
             found = self._handler_cache.get(cls) if cls is not Message else None
         if found is None:
@@ -426,7 +435,10 @@ class Bridge:
                 self._jobs.append((dead, dead_handlers, None))
             self._settle(item.incoming, key=item.key)
             return
-        delivery = item.delivery = Delivery(event, len(found))
+        trace = item.trace
+        if trace is not None:  # a retry is the same event on a later attempt (#14)
+            trace = item.trace = trace.again(item.incoming.attempt)
+        delivery = item.delivery = Delivery(event, len(found), trace)
         delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
         self._jobs.append((event, found, delivery))
         if not self._batching:

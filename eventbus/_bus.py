@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final,
 from . import _awaiting, _waiting
 from ._bridge import Bridge
 from ._checks import check_positive_int
-from ._delivery import Delivery
+from ._context import Pending, Tracer, child_of, in_handler, slot, trace_of
+from ._delivery import Delivery, submit_traced
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
@@ -27,6 +29,7 @@ from ._strategies import (
     SyncDelivery,
     is_strategy,
 )
+from ._topology import Topology, build_topology
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -182,10 +185,13 @@ class EventBus:
         "_closed",
         "_dispatcher",
         "_dropped",
+        "_kept_traces",
         "_registry",
         "_routes",
         "_strategy",
         "_submit",
+        "_submit_traced",
+        "_tracer",
         "_watchers",
         "name",
     )
@@ -211,6 +217,13 @@ class EventBus:
         self._strategy = _make_strategy(strategy, workers, max_queued, loop)
         self._strategy.start(self._dispatcher)
         self._submit = self._strategy.submit
+        # A strategy that carries traces itself takes the trace as a fifth argument;
+        # for any other, a traced event travels in a Delivery made for it (see _hand_over).
+        self._submit_traced: Callable[..., None] | None = (
+            self._strategy.submit if getattr(self._strategy, "takes_traces", False) is True else None
+        )
+        self._tracer: Tracer | None = None  # set by eventbus.otel.instrument(); see _hand_over
+        self._kept_traces: dict[type, tuple[object, Pending]] = {}  # sticky classes' kept events' traces
         self._closed = False
         self._watchers = _waiting.Watchers()
         self._routes: Routes[Bridge] | None = None  # bridged classes (#12)
@@ -252,6 +265,10 @@ class EventBus:
         if self._routes is not None:  # handlers of classes bridged without a group are refused (#12)
             self._routes.check(subscriber)
         self._registry.add(subscriber)
+        if self._tracer is not None:  # an instrumentation wraps the new handlers (#14)
+            record = self._registry.record(subscriber)
+            if record is not None:
+                self._tracer.registered(record)
 
     def unregister(self, subscriber: object) -> bool:
         """Remove every handler of *subscriber*; return `False` if it was not registered.
@@ -306,9 +323,9 @@ class EventBus:
         # The hot path: a known event class with handlers. Everything else (topic
         # strings, None, Messages, dead events, a closed bus) takes _accept.
         handlers = self._registry.dispatch.get(type(event))  # type: ignore[call-overload]  # classes hash
-        if handlers and data is _MISSING and not self._closed:
-            self._submit(event, handlers, None, timeout)
-        else:
+        if handlers and data is _MISSING and not self._closed and (self._submit_traced or not in_handler(slot())):
+            self._submit(event, handlers, None, timeout)  # a strategy that takes traces finds a poster's itself
+        else:  # posted by a handler (its trace follows the event: #14), or not the common case
             self._accept(event, data, timeout, publish=False)
 
     def publish(self, event: object, data: Any = _MISSING, /, *, timeout: float | None = None) -> Delivery:
@@ -336,14 +353,21 @@ class EventBus:
             raise TypeError(f"data= goes with a topic string, not with {type(event).__qualname__}; put it in the event")
         elif event is None:
             raise TypeError("cannot post None; post an Event, a topic string or another object")
+        state = self._dispatcher.state()
+        # The trace (#14): a child of the event being handled here, if any; a root event
+        # gets one only if it is published or traced, else its context is made when read.
+        parent = trace_of(state.trace)
+        trace = child_of(parent, self.name, time.time_ns()) if parent or publish or self._tracer else None
         if self._routes is not None:  # a bridged class goes to its bridge, not to local handlers (#12)
             bridge = self._routes.find(event)
             if bridge is not None:
-                return bridge._send(event, publish, timeout)  # type: ignore[arg-type]  # bridged classes are Events
+                if trace is None:
+                    trace = Pending(None, self.name, time.time_ns())
+                return self._hand_over(event, (), None, timeout, trace, bridge, publish)
         if getattr(type(event), "__eventbus_sticky__", False):  # kept for later subscribers (#15)
-            return self._post_sticky(event, timeout, publish)
+            # A kept event is replayed later with its original context (#14): it has one now.
+            return self._post_sticky(event, timeout, publish, trace or Pending(None, self.name, time.time_ns()))
         handlers = self._registry.handlers_for(event)
-        state = self._dispatcher.state()
         dead = not handlers
         if dead:
             if type(event) is DeadEvent:
@@ -354,12 +378,53 @@ class EventBus:
             if not handlers:  # nobody wants the dead event either: counted, dropped
                 state.dead += 1
                 state.posted += 1
-                return Delivery(event, 0) if publish else None
-        delivery = Delivery(event, len(handlers)) if publish else None
-        self._submit(event, handlers, delivery, timeout)  # counts the event as posted
+                return Delivery(event, 0, trace) if publish else None
+        delivery = Delivery(event, len(handlers), trace) if publish else None
+        self._hand_over(event, handlers, delivery, timeout, trace)  # counts the event as posted
         if dead:  # counted once accepted: a QueueFullError retry must not count it twice
             state.dead += 1
         return delivery
+
+    def _set_tracer(self, tracer: Tracer | None) -> None:
+        """Install (`None`: remove) an instrumentation; with one, every post takes `_accept`."""
+        self._tracer = tracer
+        if tracer is not None:
+            vars(self)["post"] = _weak_post(self)
+            vars(self).pop("register", None)
+            return
+        vars(self).pop("post", None)
+        fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
+        if fast_post is not None and type(self).post is EventBus.post and not self._closed:
+            vars(self)["post"] = fast_post(self._registry, _weak_post(self), _MISSING)
+        if type(self).register is EventBus.register and self._routes is None:
+            vars(self)["register"] = self._registry.add
+
+    def _hand_over(
+        self,
+        event: object,
+        handlers: tuple[Subscription, ...],
+        delivery: Delivery | None,
+        timeout: float | None,
+        trace: Pending | None,
+        bridge: Bridge | None = None,
+        publish: bool = False,
+    ) -> Delivery | None:
+        """Give an event to the strategy (or its bridge) with its trace; the accepted point is in there."""
+        tracer = self._tracer
+        span = None if tracer is None or trace is None else tracer.start_producer(self, event, trace, bridge)
+        error: BaseException | None = None
+        try:
+            if bridge is not None:
+                assert trace is not None
+                return bridge._send(event, publish, timeout, trace)  # type: ignore[arg-type]  # bridged classes are Events
+            submit_traced(self._submit, self._submit_traced, event, handlers, delivery, timeout, trace)
+            return delivery
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                tracer.end_producer(span, error)  # type: ignore[union-attr]  # span implies tracer
 
     # -- sticky events (#15) ---------------------------------------------------------------------
 
@@ -386,9 +451,10 @@ class EventBus:
             TypeError: *cls* is not declared ``sticky=True``.
         """
         _check_sticky_class(cls, "remove_sticky")
+        self._kept_traces.pop(cls, None)
         return self._registry.forget_kept(cls)  # type: ignore[return-value]  # kept under its own class
 
-    def _post_sticky(self, event: object, timeout: float | None, publish: bool) -> Delivery | None:
+    def _post_sticky(self, event: object, timeout: float | None, publish: bool, trace: Pending) -> Delivery | None:
         # _accept's tail for an event of a sticky class: keep it, then deliver it like
         # any other. Kept first, under the registry's lock and with its handlers resolved
         # (see Registry.keep); if the strategy then refuses it, it is taken back.
@@ -398,18 +464,21 @@ class EventBus:
         try:
             handlers = self._registry.keep(event, taken)
             if handlers:
-                delivery = Delivery(event, len(handlers)) if publish else None
-                self._submit(event, handlers, delivery, timeout)  # counts the event as posted
+                delivery = Delivery(event, len(handlers), trace) if publish else None
+                self._hand_over(event, handlers, delivery, timeout, trace)  # counts the event as posted
+                self._kept_traces[type(event)] = (event, trace)  # replayed with its context (#14)
                 return delivery
             dead = DeadEvent(event=event)
             handlers = self._registry.handlers_for(dead)
             if not handlers:  # nobody wants the dead event either: counted, dropped (and still kept)
                 state.dead += 1
                 state.posted += 1
-                return Delivery(dead, 0) if publish else None
-            delivery = Delivery(dead, len(handlers)) if publish else None
-            self._submit(dead, handlers, delivery, timeout)
+                self._kept_traces[type(event)] = (event, trace)
+                return Delivery(dead, 0, trace) if publish else None
+            delivery = Delivery(dead, len(handlers), trace) if publish else None
+            self._hand_over(dead, handlers, delivery, timeout, trace)
             state.dead += 1
+            self._kept_traces[type(event)] = (event, trace)
             return delivery
         except BaseException:
             if taken[1] is not None and state.posted == before:  # kept, not accepted (a full queue, ...)
@@ -424,8 +493,11 @@ class EventBus:
         state = self._dispatcher.state()
         for event, handlers in replays:
             before = state.posted
+            kept = self._kept_traces.get(type(event))
             try:
-                self._submit(event, handlers, None, None)
+                # With the context it had when it was posted (#14).
+                trace = kept[1] if kept is not None and kept[0] is event else None
+                submit_traced(self._submit, self._submit_traced, event, handlers, None, None, trace)
             except BaseException as exc:
                 if state.posted != before:  # it was accepted: the strategy counted it
                     state.posted -= 1
@@ -603,6 +675,16 @@ class EventBus:
             running=running,
             subscribers=len(self._registry.records()),
         )
+
+    # -- tracing (#14) -----------------------------------------------------------------------
+
+    def describe(self) -> Topology:
+        """A snapshot of what this bus is wired to: routes, handlers in call order, strategy, bridges.
+
+        See `Topology`; ``eventbus describe MODULE:ATTRIBUTE`` prints it. Added in version 0.2.
+        """
+        keys = {sub.key for record in self._registry.records() for sub in record.subscriptions}
+        return build_topology(self.name, self._strategy, self._closed, keys, self.subscribers, list(self._bridges))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -8,9 +8,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
-__all__ = ["Delivery", "SKIPPED", "set_if_pending"]
+from ._context import EventContext, Pending, Slot, nested
+
+if TYPE_CHECKING:
+    from ._registry import Subscription
+
+__all__ = ["Delivery", "SKIPPED", "carrier", "set_if_pending", "submit_traced"]
 
 SKIPPED: Final[Any] = object()
 """The outcome of a handler that was not called (filtered out, unregistered, or cut short)."""
@@ -33,11 +38,28 @@ class Delivery:
     blocking the event loop.
     """
 
-    __slots__ = ("_callbacks", "_done", "_errors", "_gate", "_lock", "_outcomes", "_pending", "event")
+    __slots__ = (
+        "_callbacks",
+        "_carrier",
+        "_done",
+        "_errors",
+        "_gate",
+        "_lock",
+        "_outcomes",
+        "_pending",
+        "_trace",
+        "event",
+    )
 
-    def __init__(self, event: object, handler_count: int) -> None:
+    def __init__(
+        self, event: object, handler_count: int, trace: Pending | None = None, *, carrier: bool = False
+    ) -> None:
         self.event: object = event
         """The event being delivered."""
+        self._trace: Pending | None = trace
+        # True for a handle made only to carry an event's trace through a strategy's queue
+        # (see `carrier`): nobody waits on it, and its failures get no notes.
+        self._carrier: bool = carrier
         self._outcomes: list[Any] = [_PENDING] * handler_count
         self._errors: list[tuple[int, BaseException]] = []
         self._pending = handler_count
@@ -112,6 +134,17 @@ class Delivery:
         self._done = handler_count == 0
 
     # -- public ---------------------------------------------------------------------------
+
+    @property
+    def context(self) -> EventContext:
+        """The `EventContext` of the published event (the one its handlers see).
+
+        Added in version 0.2.
+        """
+        trace = self._trace
+        if trace is None:  # a Delivery made by hand, outside a bus
+            trace = self._trace = Pending(None, "eventbus", None)
+        return trace.context()
 
     def done(self) -> bool:
         """Whether every handler has finished (or was skipped)."""
@@ -207,3 +240,45 @@ def set_if_pending(future: asyncio.Future[None]) -> None:
     """Resolve *future* with `None` unless it is done already (a wake-up that may come twice)."""
     if not future.done():
         future.set_result(None)
+
+
+def carrier(event: object, handler_count: int, trace: Pending | None, here: Slot, source: str) -> Delivery | None:
+    """A `Delivery` that carries *event*'s trace through a strategy's queue, or `None` if it has none.
+
+    For the strategies that keep no trace per queued event (the pools, the asyncio
+    strategy): an event posted by a handler, or handed over with a trace, travels
+    with a handle that nobody waits on; `Dispatcher.call` marks its trace while its
+    handlers run. A root event needs none: its context is made if it is read.
+    """
+    if trace is None:
+        trace = nested(here, source)
+        if trace is None:
+            return None
+    return Delivery(event, handler_count, trace, carrier=True)
+
+
+def submit_traced(
+    submit: Callable[..., None],
+    submit_with_trace: Callable[..., None] | None,
+    event: object,
+    handlers: tuple[Subscription, ...],
+    delivery: Delivery | None,
+    timeout: float | None,
+    trace: Pending | None,
+) -> None:
+    """Hand *event* to a strategy with its trace: as ``submit``'s fifth argument, or in a carrier.
+
+    *submit_with_trace* is the strategy's ``submit`` if it takes traces
+    (``takes_traces``), else `None`: then a `Delivery` carries the trace.
+    """
+    if trace is None:
+        submit(event, handlers, delivery, timeout)
+    elif submit_with_trace is not None:
+        submit_with_trace(event, handlers, delivery, timeout, trace)
+    else:
+        submit(
+            event,
+            handlers,
+            delivery if delivery is not None else Delivery(event, len(handlers), trace, carrier=True),
+            timeout,
+        )

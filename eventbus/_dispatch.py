@@ -30,9 +30,10 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
+from ._context import LANES, EventContext, Pending, Slot, slot, trace_of
 from ._delivery import SKIPPED
 from ._events import topic_of
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from ._delivery import Delivery
     from ._registry import Subscription
 
-__all__ = ["GIL_DISABLED", "BusStats", "Dispatcher", "ErrorContext", "ThreadState", "log_error"]
+__all__ = ["GIL_DISABLED", "BusStats", "Dispatcher", "ErrorContext", "ThreadState", "log_error", "log_extra"]
 
 logger: Final = logging.getLogger("eventbus")
 
@@ -64,10 +65,31 @@ class ErrorContext:
     """The handler's qualified name, for example ``"Billing.charge"``."""
     topic: str | None
     """The event's topic (`None` for plain objects)."""
+    event_context: EventContext | None = field(default=None, compare=False)
+    """The event's `EventContext` (its id, cause and chain), left out of comparisons. Added in version 0.2."""
+
+
+def log_extra(context: ErrorContext) -> dict[str, object]:
+    """The ``extra`` fields of a failure's log record: ``event_id``, ``correlation_id``, ``topic``, ``handler``.
+
+    A formatter or a structured-logging processor reads them as attributes of the
+    record (``record.event_id``); they are `None` where unknown.
+    """
+    traced = context.event_context
+    return {
+        "event_id": None if traced is None else traced.id,
+        "correlation_id": None if traced is None else traced.correlation_id,
+        "topic": context.topic,
+        "handler": context.handler,
+    }
 
 
 def log_error(exc: BaseException, context: ErrorContext) -> None:
-    """The default ``on_error``: log the failure with its traceback on the ``eventbus`` logger."""
+    """The default ``on_error``: log the failure with its traceback on the ``eventbus`` logger.
+
+    The record carries ``event_id``, ``correlation_id``, ``topic`` and ``handler``
+    as ``extra`` fields (see the tracing guide for stdlib logging and structlog).
+    """
     logger.error(
         "handler %s raised %s while handling %r (topic %r, bus %r)",
         context.handler,
@@ -76,6 +98,7 @@ def log_error(exc: BaseException, context: ErrorContext) -> None:
         context.topic,
         getattr(context.bus, "name", context.bus),
         exc_info=(type(exc), exc, exc.__traceback__),
+        extra=log_extra(context),
     )
 
 
@@ -126,6 +149,7 @@ class ThreadState:
         "signal_thread",
         "submitted",
         "submitted_odd",
+        "trace",
     )
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
@@ -162,10 +186,13 @@ class ThreadState:
         """Sync strategy: events this thread has finished delivering (for ``join``)."""
         self.calling: Subscription | None = None
         """Sync strategy: the handler this thread is calling (or last called in its current event)."""
-        self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None]] = deque()
+        self.queue: deque[tuple[object, tuple[Subscription, ...], Delivery | None, Pending | None]] = deque()
         """The sync strategy's per-thread queue (Guava's breadth-first dispatch)."""
         self.end_ref: weakref.ref[object] | None = None
         """Fires when the thread's local storage goes away, that is when the thread ends."""
+        self.trace: Slot = slot()
+        """What this thread is handling now, for every bus (see ``_context``): strategies mark the
+        event they deliver here, so that ``current_context()`` and posts from handlers find it."""
 
 
 @final
@@ -326,6 +353,10 @@ class Dispatcher:
     ) -> None:
         """Call one handler with *event* under the error policy and record the outcome.
 
+        While the handler runs, the event is the one ``current_context()`` reports
+        on this thread (its trace, if *delivery* carries one): a custom strategy
+        that calls every handler through here gets contexts for free.
+
         Args:
             sub: The handler.
             event: The event.
@@ -341,6 +372,38 @@ class Dispatcher:
         """
         if state is None:
             state = self.state()
+        here = state.trace
+        before = here.current
+        trace = None if delivery is None else delivery._trace
+        if trace is not None:
+            if before is trace:  # marked already by the strategy
+                self._call(sub, event, delivery, index, state, reraise)
+                return
+            try:
+                here.current = trace
+                self._call(sub, event, delivery, index, state, reraise)
+            finally:
+                here.current = before
+        elif before is None or before is LANES:
+            # A strategy that marks nothing (a custom one): mark this bus (an untraced
+            # event of it); a later handler of the same event (index > 0) gets the trace
+            # that a reader made meanwhile, so every handler sees one context.
+            if not index or here.raw is not event:
+                here.raw, here.raw_trace = event, None
+            try:
+                here.current = self if here.raw_trace is None else here.raw_trace
+                self._call(sub, event, delivery, index, state, reraise)
+            finally:
+                made = here.current
+                here.current = before
+                if type(made) is Pending:
+                    here.raw_trace = made
+        else:  # the strategy marked the event (and a reader may replace the mark): leave it
+            self._call(sub, event, delivery, index, state, reraise)
+
+    def _call(
+        self, sub: Subscription, event: object, delivery: Delivery | None, index: int, state: ThreadState, reraise: bool
+    ) -> None:
         try:
             when = sub.when  # a property: read it once
             if not sub.active or (when is not None and not when(event)):
@@ -376,7 +439,7 @@ class Dispatcher:
         try:
             self.report(exc, sub, event, reraise=reraise)
         finally:
-            if delivery is not None:
+            if delivery is not None and not delivery._carrier:
                 exc.add_note(f"raised by handler {sub.name} for topic {topic_of(event)!r}")
                 self.settle(delivery, index, error=exc, reraise=reraise)
         if reraise and not isinstance(exc, Exception):
@@ -405,7 +468,10 @@ class Dispatcher:
         (a Ctrl-C while it runs) is logged too and re-raised when *reraise* is set,
         so that it reaches the poster on the sync strategy.
         """
-        context = ErrorContext(self.bus, event, sub.subscriber, sub.name, topic_of(event))
+        trace = trace_of(slot())  # the failing event is the one being handled on this thread or task
+        context = ErrorContext(
+            self.bus, event, sub.subscriber, sub.name, topic_of(event), None if trace is None else trace.context()
+        )
         try:
             self.on_error(exc, context)
         except BaseException as hook_exc:
@@ -416,6 +482,7 @@ class Dispatcher:
                 exc,
                 sub.name,
                 exc_info=(type(hook_exc), hook_exc, hook_exc.__traceback__),
+                extra=log_extra(context),
             )
             if reraise and not isinstance(hook_exc, Exception):
                 raise

@@ -18,8 +18,10 @@ One bridged event is one JSON object::
 ``type`` is the topic; the receiver resolves it with its bridge's ``events``
 list. ``data`` is the event's pydantic JSON (for a `Message`, its ``data``).
 ``partitionkey`` is the text of the event's ordering key, absent when it has
-none. ``causationid`` and ``correlationid`` carry the tracing context of SPEC
-section 12 (null until tracing exists). Nothing is ever unpickled or evaluated:
+none. ``id``, ``time``, ``causationid`` and ``correlationid`` carry the event's
+`EventContext` (SPEC section 12), so an event keeps its id, cause and chain in
+every process; ``source`` says which host, process and bus sent it. An
+instrumentation adds ``traceparent`` and ``tracestate`` (W3C trace context). Nothing is ever unpickled or evaluated:
 decoding is JSON parsing and pydantic validation.
 """
 
@@ -27,9 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
-import time
 import zlib
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
@@ -37,36 +37,19 @@ from typing import Any, Final
 
 import pydantic_core
 
+from ._context import EventContext, Pending, new_id
 from ._events import Event, Message
 
 _dumps = json.dumps
 _from_json = pydantic_core.from_json
 
-__all__ = ["BadMessage", "decode", "encode", "new_id", "partition_of", "source_of"]
+__all__ = ["BadMessage", "context_of", "decode", "encode", "new_id", "partition_of", "source_of", "trace_of_envelope"]
 
 _SPECVERSION: Final = "1.0"
 
 
 class BadMessage(Exception):
     """Raised when a message read from an engine cannot become an event; the reason is the message."""
-
-
-def new_id() -> str:
-    """A UUIDv7 text: unique across processes and ordered by time to the millisecond.
-
-    The random bits come from `random` (reseeded in a forked child), not from
-    ``os.urandom``: an id needs to be unique, not unguessable, and a system call
-    per event would cost more than the rest of encoding.
-    """
-    ms = time.time_ns() // 1_000_000
-    rand = _random_bits(74)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7000 << 64 | (rand >> 62) << 64 | 0b10 << 62 | rand & _LOW62
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-_random_bits = random.getrandbits
-_LOW62: Final = (1 << 62) - 1
 
 
 def source_of(bus_name: str) -> str:
@@ -89,8 +72,22 @@ def key_text(key: Hashable | None) -> str | None:
     return None if key is None else str(key)
 
 
-def encode(event: Event, source: str, max_payload: int) -> tuple[bytes, str | None]:
+def encode(
+    event: Event,
+    source: str,
+    max_payload: int,
+    context: EventContext | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> tuple[bytes, str | None]:
     """Encode *event* as CloudEvents JSON; return the bytes and the partition key text.
+
+    Args:
+        event: The event.
+        source: The CloudEvents ``source`` (see `source_of`).
+        max_payload: The largest payload allowed, in bytes.
+        context: The event's context (its id, time, cause and chain); a new root
+            context if not given.
+        extensions: More extension attributes (``traceparent``, ``tracestate``).
 
     Raises:
         TypeError: A `Message`'s data is not JSON serialisable.
@@ -108,12 +105,22 @@ def encode(event: Event, source: str, max_payload: int) -> tuple[bytes, str | No
         data = event.model_dump_json()
         topic = type(event).topic
     key = key_text(event.ordering_key)
-    when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     extra = "" if key is None else f',"partitionkey":{_dumps(key)}'
+    if context is None:
+        ident = new_id()
+        when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        causation, correlation = "null", f'"{ident}"'
+    else:
+        ident = context.id
+        when = context.time.isoformat().replace("+00:00", "Z")
+        causation = "null" if context.causation_id is None else _dumps(context.causation_id)
+        correlation = _dumps(context.correlation_id)
+    if extensions:
+        extra += "".join(f",{_dumps(name)}:{_dumps(value)}" for name, value in extensions.items())
     payload = (
-        f'{{"specversion":"1.0","id":"{new_id()}","source":{_dumps(source)},"type":{_dumps(topic)},'
+        f'{{"specversion":"1.0","id":{_dumps(ident)},"source":{_dumps(source)},"type":{_dumps(topic)},'
         f'"time":"{when}","datacontenttype":"application/json"{extra},'
-        f'"causationid":null,"correlationid":null,"data":{data}}}'
+        f'"causationid":{causation},"correlationid":{correlation},"data":{data}}}'
     ).encode()
     if len(payload) > max_payload:
         raise ValueError(
@@ -157,3 +164,41 @@ def decode(payload: bytes, types: Mapping[str, type[Event]], max_payload: int) -
     except Exception as exc:  # pydantic's ValidationError, or a validator's own error
         raise BadMessage(f"invalid data for {cls.__qualname__}: {exc}") from None
     return event, envelope
+
+
+def context_of(envelope: Mapping[str, Any], attempt: int) -> EventContext:
+    """The `EventContext` that a decoded envelope carries, as seen on its *attempt*-th delivery.
+
+    Tolerant of senders that predate tracing (no ``causationid``/``correlationid``:
+    a root event) and of a ``time`` it cannot read (then: now).
+    """
+    ident = str(envelope.get("id") or new_id())
+    try:
+        when = datetime.fromisoformat(str(envelope["time"]).replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        when = datetime.now(UTC)
+    causation = envelope.get("causationid")
+    correlation = envelope.get("correlationid")
+    return EventContext(
+        id=ident,
+        time=when.astimezone(UTC),
+        causation_id=causation if isinstance(causation, str) else None,
+        correlation_id=correlation if isinstance(correlation, str) and correlation else ident,
+        source=str(envelope.get("source") or "unknown"),
+        attempt=attempt,
+    )
+
+
+_TRACE_HEADERS: Final = ("traceparent", "tracestate")
+
+
+def trace_of_envelope(envelope: Mapping[str, Any], attempt: int, group: str | None = None) -> Pending:
+    """The trace of a received event: its context as sent, its ``traceparent``/``tracestate``, the receiving group."""
+    trace = Pending.of(context_of(envelope, attempt))
+    trace.group = group
+    headers = {name: value for name in _TRACE_HEADERS if isinstance(value := envelope.get(name), str)}
+    if headers:
+        trace.headers = headers
+    return trace

@@ -45,6 +45,7 @@ from ._memory import InMemoryEngine
 
 if TYPE_CHECKING:
     from . import Dispatcher, ErrorContext, Subscriber, Subscription
+    from ._context import Pending
 
 __all__ = [
     "EventRecorder",
@@ -322,6 +323,9 @@ class StrictDelivery:
 
     __slots__ = ("_inner", "_local")
 
+    takes_traces: Final = True
+    """The bus hands `submit` each event's trace (#14): the private handle below carries it."""
+
     def __init__(self) -> None:
         self._inner = SyncDelivery()
         self._local = threading.local()
@@ -336,6 +340,7 @@ class StrictDelivery:
         handlers: tuple[Subscription, ...],
         delivery: Delivery | None,
         timeout: float | None,
+        trace: Pending | None = None,
     ) -> None:
         """Deliver like `SyncDelivery`; when the outermost post returns, raise what its handlers raised."""
         local = self._local
@@ -345,7 +350,7 @@ class StrictDelivery:
             local.depth = 0
         if delivery is None:
             # A private handle collects the handlers' exceptions of a posted event.
-            delivery = Delivery(event, len(handlers))
+            delivery = Delivery(event, len(handlers), trace)
             watched.append(delivery)
         local.depth += 1
         try:

@@ -133,6 +133,17 @@ EXPECTED: dict[str, list[Expectation]] = {
         *(Part(f"  {name}: producers posted") for name in ("c1", "c2", "c3", "c4")),
         "OK: every counter's total equals exactly what the producers posted.",
     ],
+    "12_tracing.py": [
+        "bus 'shop': SyncDelivery()",
+        "  1. Shop.charge  [priority=10]",
+        "payment caused by the order: True",
+        "one chain: True",
+        "spans:",
+        "  publish orders.placed",
+        "    process orders.placed  (Shop.charge)",
+        "      publish payments.taken",
+        "        process payments.taken  (Shop.ship)",
+    ],
 }
 
 ARGS: dict[str, list[str]] = {"demo_counters.py": ["1"]}

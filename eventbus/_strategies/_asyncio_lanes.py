@@ -16,6 +16,7 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from .._context import LANES, Slot, task_trace, trace_of
 from .._delivery import SKIPPED
 from .._dispatch import logger
 from .._events import topic_of
@@ -49,6 +50,21 @@ class _Lanes(_AsyncioState):
     # -- the lanes -------------------------------------------------------------------------
 
     async def _lane(self, me: _LaneState) -> None:
+        # While lanes run on a thread, a post made there looks for a handler's event in the
+        # lane's own slot (task_trace), not only in the thread's (#14).
+        assert self._dispatcher is not None
+        here = self._dispatcher.state().trace
+        here.lanes += 1
+        if here.current is None:
+            here.current = LANES
+        try:
+            await self._lane_loop(me)
+        finally:
+            here.lanes = max(here.lanes - 1, 0)
+            if not here.lanes and here.current is LANES:
+                here.current = None
+
+    async def _lane_loop(self, me: _LaneState) -> None:
         if me.lost:
             return  # retired before it started (its start looked lost)
         me.parked = None
@@ -57,6 +73,9 @@ class _Lanes(_AsyncioState):
         dispatcher = self._dispatcher
         assert dispatcher is not None
         state = dispatcher.state()
+        here = state.trace
+        lane = Slot()  # what this lane handles now (#14): its handlers find it through task_trace
+        task_trace.set(lane)
         runq = self._runq
         loop = self.loop
         streak = 0
@@ -67,6 +86,7 @@ class _Lanes(_AsyncioState):
                         self._lane_states.remove(me)
                     return
                 streak = 0
+                lane.current = None  # an idle lane holds no event
                 future = loop.create_future()
                 me.parked = future
                 self._idle.append(future)
@@ -123,6 +143,11 @@ class _Lanes(_AsyncioState):
             # One event: its handlers in order, from `start`. This is the hot path, written
             # out in one piece (no coroutine per event or per call but the handler's).
             event, handlers, delivery, key, gen = work
+            # The event's trace, or its bus until a handler reads its context (#14).
+            mark = job.trace if job is not None else dispatcher if delivery is None else delivery._trace or dispatcher
+            lane.current = mark
+            if here.current is None:  # cleared while this loop was stopped (see _context.trace_of)
+                here.current = LANES
             for position, sub in enumerate(handlers if not start else handlers[start:], start):
                 line: _Line | None = None
                 if not sub.binding.thread_safe:
@@ -132,6 +157,7 @@ class _Lanes(_AsyncioState):
                     if line.busy:
                         if job is None:
                             job = me.job = _InFlight(work)
+                            job.trace = trace_of(lane)  # its parked calls run on other lanes: one context
                         parked = (sub, job, position)
                         job.pending += 1
                         job.parked += 1
@@ -297,6 +323,8 @@ class _Lanes(_AsyncioState):
     async def _run_line(self, line: _Line, me: _LaneState, state: ThreadState) -> None:
         # me.line is *line*, which stays busy while this lane drains it.
         streak = 0
+        lane = task_trace.get()
+        assert lane is not None, "run by a lane"
         while line.calls:
             parked = line.calls[0]
             sub, job, position = parked
@@ -308,6 +336,7 @@ class _Lanes(_AsyncioState):
             if self._room_threads or self._room_futures:
                 self._room_made()
             event, delivery = job.event, job.delivery
+            lane.current = job.trace or self._dispatcher  # the parking lane's trace (#14)
             me.owner = sub.owner
             try:
                 if sub.active and ((when := sub.binding.when) is None or when(event)):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._errors import BusClosedError
 
 if TYPE_CHECKING:
+    from .._context import Pending
     from .._delivery import Delivery
     from .._dispatch import Dispatcher, ThreadState
     from .._registry import Subscriber, Subscription
@@ -86,10 +87,11 @@ _Work = tuple[object, "tuple[Subscription, ...]", "Delivery | None", "Hashable |
 class _InFlight:
     """An event with calls parked in subscriber lines: counts its unfinished parts."""
 
-    __slots__ = ("delivery", "event", "gen", "handlers", "key", "parked", "pending")
+    __slots__ = ("delivery", "event", "gen", "handlers", "key", "parked", "pending", "trace")
 
     def __init__(self, work: _Work) -> None:
         self.event, self.handlers, self.delivery, self.key, self.gen = work
+        self.trace: Pending | None = None  # the event's trace, for its calls run by other lanes (#14)
         self.pending = 1  # the lane's pass over the handlers, plus one per call parked in a subscriber line
         self.parked = 0  # calls waiting in subscriber lines, not yet started
 

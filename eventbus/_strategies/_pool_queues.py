@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Final
 
+from .._dispatch import logger
+
 if TYPE_CHECKING:
     from .._delivery import Delivery
     from .._registry import Subscription
@@ -166,3 +168,27 @@ class _RunQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+# What a worker does with an exception that must not end it (see threaded._ThreadPoolDelivery._work).
+
+
+def _internal_error(index: int, exc: BaseException) -> None:
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+        logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
+    except BaseException:  # even a broken logging setup must not end a worker
+        pass
+
+
+def _escaped(sub: Subscription, exc: BaseException) -> None:
+    # A BaseException that the error policy did not absorb (a done-callback's, or
+    # on_error's): log it and go on, a worker must never lose its bookkeeping.
+    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
+        logger.error(
+            "%s escaped while delivering to handler %s; delivery goes on",
+            type(exc).__name__,
+            sub.name,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+    except BaseException:  # even a broken logging setup must not end a worker
+        pass

@@ -31,15 +31,17 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, TypeVar, final
+from typing import TYPE_CHECKING, Final, TypeVar, final
 
 from .._checks import check_positive_int
-from .._delivery import set_if_pending
+from .._context import LANES, in_handler, task_trace
+from .._delivery import carrier, set_if_pending
 from .._dispatch import GIL_DISABLED
 from .._errors import BusClosedError, QueueFullError
 from .._events import Event
 
 if TYPE_CHECKING:
+    from .._context import Pending
     from .._delivery import Delivery
     from .._dispatch import Dispatcher, ThreadState
     from .._registry import Subscriber, Subscription
@@ -114,6 +116,9 @@ class AsyncioDelivery(_Lanes, _Recovery):
 
     __slots__ = ()
 
+    takes_traces: Final = True
+    """`submit` takes each event's trace (#14); a traced event rides in a carrier `Delivery`."""
+
     def __init__(
         self, *, loop: asyncio.AbstractEventLoop | None = None, workers: int = 8, max_queued: int = 10_000
     ) -> None:
@@ -161,6 +166,7 @@ class AsyncioDelivery(_Lanes, _Recovery):
         handlers: tuple[Subscription, ...],
         delivery: Delivery | None,
         timeout: float | None,
+        trace: Pending | None = None,
     ) -> None:
         """Accept *event*: on the loop at once (or `QueueFullError`); elsewhere after waiting for room."""
         loop = self._loop
@@ -177,6 +183,12 @@ class AsyncioDelivery(_Lanes, _Recovery):
             if state is None:
                 assert self._dispatcher is not None, "start() was not called"
                 state = self._loop_state = self._dispatcher.state()
+            here = state.trace  # lanes run on this thread: a lane's handler is found through task_trace
+            marked = here.current
+            if delivery is None and (
+                trace is not None or (marked is not None and marked is not LANES) or task_trace.get() is not None
+            ):
+                delivery = carrier(event, len(handlers), trace, here, self._name)  # it travels with its trace (#14)
             gen = self._gen
             key = None if type(event) in self._keyless else self._key_of(event)
             work = (event, handlers, delivery, key, gen)
@@ -192,15 +204,22 @@ class AsyncioDelivery(_Lanes, _Recovery):
             if self._idle or len(self._lane_states) < self.workers:
                 self._wake_one()
             return
-        self._submit_from_thread(event, handlers, delivery, timeout)
+        self._submit_from_thread(event, handlers, delivery, timeout, trace)
 
     def _submit_from_thread(
-        self, event: object, handlers: tuple[Subscription, ...], delivery: Delivery | None, timeout: float | None
+        self,
+        event: object,
+        handlers: tuple[Subscription, ...],
+        delivery: Delivery | None,
+        timeout: float | None,
+        trace: Pending | None,
     ) -> None:
         loop = self._loop
         assert loop is not None, "start() was not called"
         assert self._dispatcher is not None, "start() was not called"
         state = self._dispatcher.state()
+        if delivery is None and (trace is not None or in_handler(state.trace)):  # it travels with its trace (#14)
+            delivery = carrier(event, len(handlers), trace, state.trace, self._name)
         key = None if type(event) in self._keyless else self._key_of(event)
         with self._lock:
             if self._closed:

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
 from .._compiled import compiled
+from .._context import in_handler, nested
 from .._dispatch import GIL_DISABLED, ThreadState
 from .._errors import BusClosedError
 
 if TYPE_CHECKING:
+    from .._context import Pending
     from .._delivery import Delivery
     from .._dispatch import Dispatcher
     from .._registry import Registry, Subscriber, Subscription
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncDelivery"]
 
 
-_Item = tuple[object, tuple["Subscription", ...], "Delivery | None"]
+_Item = tuple[object, tuple["Subscription", ...], "Delivery | None", "Pending | None"]
 
 
 _CLOSED: Final = ThreadState()
@@ -73,6 +75,9 @@ class SyncDelivery:
 
     __slots__ = ("_closed", "_dispatcher", "_enter_lock", "_first_poster", "_local", "_locking", "_orphans", "_state")
 
+    takes_traces: Final = True
+    """`submit` takes each event's trace (#14) and marks the event as current while its handlers run."""
+
     def __init__(self) -> None:
         self._dispatcher: Dispatcher | None = None
         self._first_poster: ThreadState | None = None  # the first thread that posted (_CLOSED after shutdown)
@@ -101,19 +106,24 @@ class SyncDelivery:
         handlers: tuple[Subscription, ...],
         delivery: Delivery | None,
         timeout: float | None,
+        trace: Pending | None = None,
     ) -> None:
         """Deliver now, or queue behind the event this thread is delivering."""
+        if trace is None and delivery is not None:
+            trace = delivery._trace  # a published event handed over without its trace (a bridge's)
         if self._closed:
             raise BusClosedError("the bus was shut down before this event was accepted; it was not delivered")
         try:
             state: ThreadState = self._local.state
         except AttributeError:
             state = self._state()
+        if trace is None and delivery is None and in_handler(state.trace):  # posted by a handler, not via _accept
+            trace = nested(state.trace, self._dispatcher.name)  # type: ignore[union-attr]  # started
         queue = state.queue
         if state.dispatching:
             # Accepted point: the count, then the append, with no call between them.
             state.posted += 1
-            queue.append((event, handlers, delivery))
+            queue.append((event, handlers, delivery, trace))
             return
         if state is not self._first_poster and not self._locking:
             self._enter(state)
@@ -124,7 +134,7 @@ class SyncDelivery:
             # except below hands it to the orphans; nothing is taken back.
             state.posted += 1
             state.dispatching = True
-            queue.append((event, handlers, delivery))
+            queue.append((event, handlers, delivery, trace))
             self._drain(state)
         except BaseException:
             self._strand(state)
@@ -134,17 +144,24 @@ class SyncDelivery:
             state.calling = None
 
     def _drain(self, state: ThreadState) -> None:
-        """Deliver this thread's queue in order, until it is empty (the thread is dispatching)."""
+        """Deliver this thread's queue in order, until it is empty (the thread is dispatching).
+
+        Each event is marked as the one being handled on this thread (its trace, or
+        the event itself when it has none yet) while its handlers run (#14).
+        """
         queue = state.queue
         tracked: Delivery | None = None
+        here = state.trace
+        before = here.current  # another bus's event, when a handler of it posted here
         try:
             while True:
                 if not queue:
                     break
                 # Take the event off the queue with no call in between: an interrupt
                 # lands either before (the event stays queued) or during its delivery.
-                event, handlers, tracked = queue[0]
+                event, handlers, tracked, trace = queue[0]
                 del queue[0]
+                here.current = self._dispatcher if trace is None else trace
                 if tracked is None:
                     self._deliver(state, event, handlers)
                 else:  # published: every call goes through the dispatcher, to settle it
@@ -158,6 +175,8 @@ class SyncDelivery:
             if tracked is not None:  # the handlers not called yet will not be called
                 tracked._settle_rest()
             raise
+        finally:
+            here.current = before
 
     def _deliver(self, state: ThreadState, event: object, handlers: tuple[Subscription, ...]) -> None:
         """The call loop: deliver an unpublished *event* to *handlers* on this thread.
@@ -243,13 +262,19 @@ class SyncDelivery:
                 state: ThreadState = local.state
             except AttributeError:
                 return slow(event, data, timeout=timeout)
-            if state is not strategy._first_poster or state.dispatching or orphans or state.queue:
+            here = state.trace
+            # A handler of any bus runs on this thread (this bus's too: while it is
+            # dispatching, its event is marked current), or asyncio lanes run here: the
+            # event may come from a handler, and the checking path finds its trace.
+            if state is not strategy._first_poster or here.current is not None or orphans or state.queue:
                 return slow(event, data, timeout=timeout)
             delivered = 0
             try:
-                # The accepted point: the stores, with no call between them.
+                # The accepted point: the stores, with no call between them. The bus is
+                # marked as handling an event here: its context is made only if read (#14).
                 state.posted += 1
                 state.dispatching = True
+                here.current = dispatcher  # this bus's event, with no trace: made if read
                 if call_loop_inline:
                     # The success path of `_deliver`, inline (a call costs a fifth of a pure
                     # Python post); everything else goes through the same functions as there.
@@ -277,6 +302,7 @@ class SyncDelivery:
                 state.dispatching = False
                 state.calling = None
                 state.delivered += delivered
+                here.current = None
             return None
 
         return post

@@ -48,15 +48,17 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Final, cast
 
 from .._checks import check_positive_int
-from .._dispatch import GIL_DISABLED, logger
+from .._context import in_handler, trace_of
+from .._delivery import Delivery, carrier
+from .._dispatch import GIL_DISABLED
 from .._errors import BusClosedError
 from .._events import ordering_key_of, topic_of
 from ._pool_exit import EXIT_STALL_SECONDS, open_pools
-from ._pool_queues import _IDLE, _STOP, _KeyedWork, _Line, _Parked, _RunQueue, _Unit
+from ._pool_queues import _IDLE, _STOP, _escaped, _internal_error, _KeyedWork, _Line, _Parked, _RunQueue, _Unit
 from .backpressure import Gates, queue_full_error
 
 if TYPE_CHECKING:
-    from .._delivery import Delivery
+    from .._context import Pending
     from .._dispatch import Dispatcher, ThreadState
     from .._registry import Subscriber, Subscription
 
@@ -119,6 +121,7 @@ class _ThreadPoolDelivery:
     """
 
     _key_of: Callable[[object], Hashable | None]
+    takes_traces: Final = True  # submit(..., trace): a traced event rides in a carrier Delivery (#14)
 
     def __init__(self, *, workers: int = 8, max_queued: int = 10_000) -> None:
         check_positive_int("workers", workers)
@@ -221,6 +224,7 @@ class _ThreadPoolDelivery:
         handlers: tuple[Subscription, ...],
         delivery: Delivery | None,
         timeout: float | None,
+        trace: Pending | None = None,
     ) -> None:
         """Queue *event* for the workers, waiting for room if ``max_queued`` units wait.
 
@@ -234,6 +238,8 @@ class _ThreadPoolDelivery:
         except AttributeError:
             assert self._dispatcher is not None, "start() was not called"
             state = self._dispatcher.state()
+        if delivery is None and (trace is not None or in_handler(state.trace)):  # it travels with its trace (#14)
+            delivery = carrier(event, len(handlers), trace, state.trace, self._dispatcher.name)  # type: ignore[union-attr]
         if self._closed:
             raise BusClosedError(_CLOSED)
         # The room check (_waiting(), inlined) takes no lock: it reads counters that only
@@ -546,6 +552,7 @@ class _ThreadPoolDelivery:
                     if delivery is None and keyed is None and all(sub.direct_parallel for sub in handlers):
                         # The hot path, inline: thread-safe, unfiltered handlers of an
                         # unkeyed, unpublished event (see _call and _finish for the rest).
+                        state.trace.current = dispatcher  # an event of this bus: its context is made if read (#14)
                         for sub in handlers:
                             if lock_free:
                                 calling[index] = sub.owner  # before the check: see _call
@@ -584,10 +591,11 @@ class _ThreadPoolDelivery:
             except BaseException as exc:  # never let a worker die; this is a bug in eventbus itself
                 _internal_error(index, exc)
             # Hold no event, handler or subscriber while asleep (a dropped bus must be collectable).
-            item = event = handlers = delivery = sub = job = None
+            item = event = handlers = delivery = sub = job = state.trace.current = None
 
     def _run_job(self, job: _Unit, index: int, state: ThreadState) -> _Unit | None:
         event, handlers, delivery, keyed, phase = job
+        state.trace.current = self._dispatcher  # (#14) a published event's trace: Dispatcher.call marks it
         last = len(handlers) - 1
         for position, sub in enumerate(handlers):
             if sub.binding.thread_safe:
@@ -599,10 +607,11 @@ class _ThreadPoolDelivery:
                 self._call(sub, event, delivery, position, index, state)
                 self._release_line(line)
                 continue
-            # Park the call for the line's runner, or take the line to the run queue if
-            # it was let go meanwhile. The last handler's call takes over the pass's unit
-            # (a one-handler event becomes a mailbox entry); any other is one more unit,
-            # counted in its event's join phase.
+            # Park the call (with the event's trace: it may run on another thread, #14) for the
+            # line's runner, or take the line to the run queue if it was let go meanwhile. The last
+            # handler's call takes over the pass's unit (a one-handler event becomes a mailbox
+            # entry); any other is one more unit, counted in its event's join phase.
+            delivery = delivery or Delivery(event, len(handlers), trace_of(state.trace), carrier=True)
             if position != last:
                 if phase:
                     state.submitted_odd += 1
@@ -631,6 +640,7 @@ class _ThreadPoolDelivery:
             parked.pop()  # the call starts: it no longer waits
             if self._room_waiters:
                 self._room.notify()
+            state.trace.current = self._dispatcher  # (#14) a parked call carries its event's trace in its delivery
             self._call(sub, event, delivery, position, index, state)
             self._finish(keyed, phase, state)
 
@@ -725,27 +735,6 @@ class _ThreadPoolDelivery:
             self._stopped = self._runq.stopped = True
             open_pools.discard(self)  # nothing left for the exit drain
             self._runq.wake_all()
-
-
-def _internal_error(index: int, exc: BaseException) -> None:
-    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
-        logger.critical("eventbus worker %d hit an internal error", index, exc_info=exc)
-    except BaseException:  # even a broken logging setup must not end a worker
-        pass
-
-
-def _escaped(sub: Subscription, exc: BaseException) -> None:
-    # A BaseException that the error policy did not absorb (a done-callback's, or
-    # on_error's): log it and go on, a worker must never lose its bookkeeping.
-    try:  # noqa: SIM105  # suppress() adds two Python calls: slower, and a Ctrl-C can land in them
-        logger.error(
-            "%s escaped while delivering to handler %s; delivery goes on",
-            type(exc).__name__,
-            sub.name,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-    except BaseException:  # even a broken logging setup must not end a worker
-        pass
 
 
 class ConcurrentDelivery(_ThreadPoolDelivery):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventbus import Event, EventBus, Message, SubscriptionError, subscribe
+from eventbus import Event, EventBus, Message, SubscriptionError, current_context, subscribe
 from eventbus._patterns import pattern_of
 from eventbus._routes import Routes, overlap, within
 from eventbus.testing import InMemoryEngine
@@ -170,10 +170,12 @@ def test_a_sticky_event_from_a_bridge_is_kept(harness: Harness, buses: Callable[
     """A received event of a sticky class is kept like a posted one: bus.sticky() and later sticky handlers see it."""
     worker = buses("sync")
     live: list[int] = []
+    contexts: list[str | None] = []
 
     @subscribe(Setting)
     def on_setting(event: Setting) -> None:
         live.append(event.value)
+        contexts.append(getattr(current_context(), "id", None))
 
     worker.register(on_setting)
     bridge = worker.bridge(harness.engine(), events=[Setting], group="g", namespace=harness.namespace)
@@ -188,9 +190,12 @@ def test_a_sticky_event_from_a_bridge_is_kept(harness: Harness, buses: Callable[
     @subscribe(Setting, sticky=True)
     def on_late(event: Setting) -> None:
         late.append(event.value)
+        contexts.append(getattr(current_context(), "id", None))
 
     worker.register(on_late)
     assert late == [7]
+    assert contexts[0] is not None
+    assert contexts == [contexts[0]] * 2  # the kept event is replayed with the context it came with
 
 
 # -- routing rules, without an engine ------------------------------------------------------------------
