@@ -536,13 +536,9 @@ class EventBus:
 
         Args:
             engine: `eventbus.bridges.RedisStreams`, or `eventbus.testing.InMemoryEngine`.
-            events: What crosses: event classes (Event subclasses, or `Message` for
-                every topic), and `Message` topics as strings, plain or patterns
-                (``"orders.*"``, ``"audit.>"``, SPEC section 13). Posting a `Message`
-                whose topic one of them matches sends it to the engine; a receiving
-                bridge hands the Messages of those topics to local handlers (pattern
-                handlers included) and acknowledges and skips the other topics of a
-                shared namespace. Typed events cross by class only.
+            events: Event classes (`Message`: every topic), and `Message` topics as
+                strings, plain or patterns (``"orders.*"``, ``"audit.>"``); a receiver
+                skips other topics (the guide's "Bridging topics and patterns").
             group: The consumer group to read as; `None` (and no *broadcast*): send only.
             broadcast: Read every event in this bus, in a group of its own.
             namespace: The prefix of every stream.
@@ -558,11 +554,8 @@ class EventBus:
             retry_delay: Base and cap, in seconds, of the backoff between attempts.
 
         Raises:
-            ValueError: Bad options, a malformed topic string, a class or a topic is
-                already bridged (by an open bridge of this bus), two classes share a
-                topic, or a topic string matches a listed class's topic.
-            SubscriptionError: A registered handler subscribes to a class, a topic or a
-                pattern that the bridge would send without a group.
+            ValueError: Bad options or topic strings, a class or topic bridged twice, or one topic for two kinds.
+            SubscriptionError: A registered handler of a class or topic that would be sent without a group.
         """
         if self._closed:
             raise BusClosedError(f"{self.name} has been shut down; it takes no bridges")
