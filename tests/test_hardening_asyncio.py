@@ -36,7 +36,7 @@ WAIT = 10.0
 # exists, drops the coroutine unstarted; Python then warns that it was never awaited
 # (the watchdog replaces the lane). The storms provoke exactly that, so the warning is
 # expected here; anywhere else it stays an error.
-pytestmark = pytest.mark.filterwarnings("ignore:coroutine 'AsyncioDelivery._lane' was never awaited:RuntimeWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:coroutine '_Lanes._lane:RuntimeWarning")  # _lane or _lane_loop
 
 
 class Tick(Event, topic="hardening.tick"):
