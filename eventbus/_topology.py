@@ -107,6 +107,8 @@ class BridgeInfo:
     """The engine, as it describes itself (its URL without a password)."""
     classes: tuple[str, ...]
     """The qualified names of the bridged classes."""
+    topics: tuple[str, ...]
+    """The bridged `Message` topics and topic patterns."""
     namespace: str
     group: str | None
     """The consumer group it reads as; `None` for a send-only bridge."""
@@ -119,6 +121,7 @@ class BridgeInfo:
         return {
             "engine": self.engine,
             "classes": list(self.classes),
+            "topics": list(self.topics),
             "namespace": self.namespace,
             "group": self.group,
             "broadcast": self.broadcast,
@@ -186,6 +189,8 @@ class Topology:
                 f"partitions={bridge.partitions}{state}"
             )
             lines.append(f"  classes: {', '.join(bridge.classes)}")
+            if bridge.topics:
+                lines.append(f"  topics: {', '.join(bridge.topics)}")
         return "\n".join(lines)
 
     def to_mermaid(self) -> str:
@@ -276,6 +281,7 @@ def build_topology(
             BridgeInfo(
                 engine=bridge._engine.describe(),
                 classes=tuple(cls.__qualname__ for cls in bridge.classes),
+                topics=bridge.topics,
                 namespace=config.namespace,
                 group=None if config.broadcast else config.group,
                 broadcast=config.broadcast,

@@ -121,6 +121,21 @@ def test_mermaid_links_routes_to_handlers_and_bridges() -> None:
     assert "group=billing" in str(topology)
 
 
+def test_a_bridge_of_message_topics_lists_them() -> None:
+    """Bridged Message topics and patterns appear in the bridge's description, text and data."""
+    engine = InMemoryEngine()
+    bus = EventBus(strategy="sync", name="audit")
+    try:
+        bus.bridge(engine, events=[Shipped, "audit.>", "billing.*"], group="audit", namespace="shop")
+        topology = bus.describe()
+    finally:
+        bus.shutdown()
+    (bridge,) = topology.bridges
+    assert bridge.topics == ("audit.>", "billing.*")
+    assert bridge.to_dict()["topics"] == ["audit.>", "billing.*"]
+    assert "  topics: audit.>, billing.*" in str(topology)
+
+
 def test_an_empty_bus_says_so() -> None:
     """A bus with no subscriptions describes itself as such, and a closed one says it is closed."""
     bus = EventBus(strategy="sync", name="empty")
