@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,18 @@ WAIT = 10.0
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (examples, benchmarks, pyproject.toml)."""
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    """Poll *condition* until it holds; fail naming *what* after *timeout* seconds.
+
+    For outcomes no gate can signal (a worker asleep, a span exported, a bus collected);
+    polling is fine in tests, as trio's own suite says, as long as every poll has a bound.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting until {what}"
+        time.sleep(0.002)
 
 
 def child_python_env() -> dict[str, str]:

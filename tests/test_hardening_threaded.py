@@ -28,8 +28,9 @@ from eventbus._strategies._pool_exit import drain_at_exit
 from eventbus._strategies._pool_queues import IDLE_WAKE_SECONDS
 from eventbus._strategies.threaded import _ThreadPoolDelivery
 
+from .helpers import WAIT, wait_until
+
 THREADED = ["ordered", "concurrent"]
-WAIT = 10.0  # the longest any join, gate or poll may take before the test fails
 
 
 class Plain(Event, topic="hardening.plain"):
@@ -49,15 +50,6 @@ def pool_of(bus: EventBus) -> _ThreadPoolDelivery:
     strategy = bus._strategy
     assert isinstance(strategy, _ThreadPoolDelivery)
     return strategy
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll *condition* until it holds; fail with *what* after *timeout* seconds (trio: fine to poll in tests)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.002)
 
 
 def worker_threads(name: str) -> list[threading.Thread]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ from eventbus.otel import instrument, is_instrumented, uninstrument
 from eventbus.testing import InMemoryEngine
 
 from .conftest import STRATEGIES, new_bus
-from .helpers import WAIT, child_python_env
+from .helpers import WAIT, child_python_env, wait_until
 
 
 class Placed(Event, topic="otel.placed"):
@@ -47,11 +46,8 @@ class Telemetry:
 
     def spans(self, count: int) -> list[ReadableSpan]:
         """The finished spans, once there are at least *count* (a consumer span ends after its handler)."""
-        deadline = time.monotonic() + WAIT
-        while len(found := list(self.exporter.get_finished_spans())) < count:
-            assert time.monotonic() < deadline, found
-            time.sleep(0.002)
-        return found
+        wait_until(lambda: len(self.exporter.get_finished_spans()) >= count, f"{count} spans were exported")
+        return list(self.exporter.get_finished_spans())
 
     def metrics(self) -> dict[str, list[Any]]:
         data = self.reader.get_metrics_data()

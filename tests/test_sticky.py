@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import assert_type
 
@@ -20,7 +19,7 @@ from eventbus import (
 )
 
 from .conftest import new_bus
-from .helpers import WAIT
+from .helpers import WAIT, wait_until
 from .test_hardening_sync import calm, in_thread, run_in_child, storm
 
 
@@ -62,13 +61,6 @@ class Holder:
     def on_settings_live(self, event: Settings) -> None:
         with self.lock:
             self.plain.append(event)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
 
 
 # -- declaring -------------------------------------------------------------------------------
