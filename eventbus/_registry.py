@@ -352,6 +352,7 @@ class Registry:
         "_lock",
         "_records",
         "_seq",
+        "_undoing",
         "bridged",
         "dispatch",
         "kept",
@@ -368,6 +369,14 @@ class Registry:
         self._by_pattern: dict[str, list[Subscription]] = {}
         """Subscriptions to topic patterns, matched when a handler tuple is resolved."""
         self._seq = itertools.count()
+        self._undoing: tuple[Hashable, Subscriber] | None = None
+        """A registration being taken out (an unregister, or an add that failed part-way).
+
+        Set in one store before the first change and cleared after the last, so an
+        interrupt anywhere between leaves it set; every operation under the lock
+        first finishes it (`_settle`). A retry from inside an ``except`` block is not
+        enough: a second interrupt can land on the retry's call (issue 10).
+        """
         self.dispatch: dict[Hashable, tuple[Subscription, ...]] = {}
         """The dispatch cache: event key -> sorted handlers. Replaced, never cleared in place."""
         self.loops: HandlerLoops = HandlerLoops()
@@ -398,6 +407,8 @@ class Registry:
         # `with` and never acquire() before a try: a Ctrl-C can land right after an
         # acquire() returns, and the lock would stay held for ever.
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             ident = obj if plan.by_identity else id(obj)
             if ident in self._records:
                 return
@@ -433,7 +444,7 @@ class Registry:
         self, ident: Hashable, record: Subscriber, obj: object, handlers: tuple[FoundHandler, ...]
     ) -> Replays:
         # Called with the lock held. Several subscriptions cannot be filed in one step:
-        # an interrupt part-way undoes them all (see _undo_add), so registering stays atomic.
+        # an interrupt part-way undoes them all (see _settle), so registering stays atomic.
         # Returns the kept events that the sticky handlers are to receive.
         filed: list[Subscription] = []
         for handler in handlers:
@@ -453,6 +464,9 @@ class Registry:
             for binding in handler.bindings:
                 filed.append(Subscription(record, func, target, binding, next(self._seq)))
         record._subs = filed[0] if len(filed) == 1 else tuple(filed)
+        # From here until the last store, the registration is "being undone" unless it
+        # completes: an interrupt anywhere in between is finished by `_settle`.
+        self._undoing = (ident, record)
         try:
             self._records[ident] = record
             self.dispatch = {}
@@ -461,8 +475,9 @@ class Registry:
             # Read under the lock that keep() stores under: see docs/design.md, "Sticky events".
             replays = self._replays_of(record) if self.kept else []
         except BaseException:
-            self._undo_add(ident, record)
+            self._settle()  # if an interrupt lands on this call, the next operation settles
             raise
+        self._undoing = None  # the accepted point: a single store
         return replays
 
     def _replays_of(self, record: Subscriber) -> Replays:
@@ -479,13 +494,12 @@ class Registry:
             return self._by_pattern
         return self._by_topic if isinstance(binding.key, str) else self._by_type
 
-    def _undo_add(self, ident: Hashable, record: Subscriber) -> None:
-        # Idempotent, and run again until it completes if another interrupt lands in it.
-        try:
-            self._drop(ident, record)
-        except BaseException:
-            self._undo_add(ident, record)
-            raise
+    def _settle(self) -> None:
+        """Finish taking out `_undoing` (with the lock held); idempotent, so it may be cut short and run again."""
+        undoing = self._undoing
+        if undoing is not None:
+            self._drop(undoing[0], undoing[1])
+            self._undoing = None
 
     def _file(self, key: type | str, sub: Subscription) -> None:
         table = self._table(sub.binding)
@@ -503,15 +517,22 @@ class Registry:
         """
         ident = identity(obj)
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             record = self._records.get(ident)
             if record is None:
                 return None
-            self._undo_add(ident, record)
+            self._undoing = (ident, record)  # decided: from here on, an interrupt is finished by _settle
+            self._settle()
             return record
 
     def _drop(self, ident: Hashable, record: Subscriber) -> None:
         # Called with the lock held; idempotent: takes out whatever of *record* is still in.
-        self._records.pop(ident, None)
+        # The cache goes first: whatever is left half done, no post finds it there, and
+        # the post that builds the entry again settles first.
+        self.dispatch = {}
+        if self._records.get(ident) is record:
+            del self._records[ident]
         for sub in record.subscriptions:
             sub.direct_parallel = sub.direct = sub.active = False  # the order the hot paths test them in
         for sub in record.subscriptions:
@@ -523,7 +544,6 @@ class Registry:
                     table[sub.key] = remaining
                 else:
                     del table[sub.key]
-        self.dispatch = {}
 
     def before_fork(self) -> None:
         """Take the registry's lock, so that no half-made change is forked."""
@@ -549,15 +569,25 @@ class Registry:
 
     def record(self, obj: object) -> Subscriber | None:
         """The record of *obj* (by identity), or `None` if it is not registered."""
+        if self._undoing is not None:
+            self._settle_locked()
         return self._records.get(identity(obj))
 
     def contains(self, obj: object) -> bool:
         """Whether *obj* itself (by identity) is registered."""
+        if self._undoing is not None:
+            self._settle_locked()
         return identity(obj) in self._records
+
+    def _settle_locked(self) -> None:
+        with self._lock:
+            self._settle()
 
     def records(self) -> list[Subscriber]:
         """A snapshot of every registered subscriber."""
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             return list(self._records.values())
 
     # -- lookup ----------------------------------------------------------------------
@@ -571,6 +601,8 @@ class Registry:
         cls = type(event)
         topic = event.topic if isinstance(event, Event) else None
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             dispatch = self.dispatch
             found = dispatch.get(key)
             if found is None:
@@ -588,6 +620,8 @@ class Registry:
     def subscribers(self, key: type | str) -> tuple[Subscription, ...]:
         """The handlers that an event of class *key*, or with topic *key*, would reach."""
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             if isinstance(key, str):
                 # Everything that could carry this topic: a Message (post("topic", ...))
                 # and every event class whose declared topic it is, with their bases.
@@ -600,7 +634,10 @@ class Registry:
 
     def collect(self, mro: tuple[type, ...], topic: str | None) -> tuple[Subscription, ...]:
         """The handlers of the classes in *mro* and of *topic*, in call order (a registry lookup, uncached)."""
-        return _order(self._collect_unordered(mro, topic))
+        with self._lock:  # re-entrant: the bus's lookups call this with the lock held
+            if self._undoing is not None:
+                self._settle()
+            return _order(self._collect_unordered(mro, topic))
 
     def _collect_unordered(self, mro: tuple[type, ...], topic: str | None) -> list[Subscription]:
         subs = [s for cls in mro for s in self._by_type.get(cls, ())]
@@ -624,6 +661,8 @@ class Registry:
         cls = type(event)
         key = (cls, _STICKY)
         with self._lock:
+            if self._undoing is not None:
+                self._settle()
             dispatch = self.dispatch
             found = dispatch.get(key)
             if found is None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import eventbus
 from eventbus import BusClosedError, ErrorContext, Event, EventBus, subscribe
 
 from .helpers import WAIT
@@ -227,6 +228,68 @@ def test_interrupt_storm_while_registering_and_unregistering() -> None:
         if isinstance(obj, Many):
             assert any(s is obj for s in tock_handlers) == registered
     assert bus.stats().subscribers == sum(1 for obj in objects if bus.is_registered(obj))
+    bus.shutdown()
+
+
+@pytest.mark.skipif(eventbus.compiled, reason="patches a method of the registry, which mypyc compiles")
+@pytest.mark.parametrize("operation", ["unregister", "a failed register"])
+def test_an_interrupt_on_the_undo_itself_is_finished_by_the_next_operation(
+    operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking a registration out survives an interrupt that lands on the very call that does it.
+
+    CI once saw the storm above leave an object unregistered but one handler still
+    filed: a second interrupt landed as the retry's function was entered (its first
+    instruction checks for signals), outside any ``try`` of its own. Here that
+    interrupt is made to land there every time.
+    """
+    from eventbus._registry import Registry
+
+    bus = EventBus(strategy="sync", on_error=_ignore)
+
+    class Many:
+        @subscribe(Tick)
+        def one(self, event: Tick) -> None: ...
+
+        @subscribe(Tock)
+        def two(self, event: Tock) -> None: ...
+
+    obj = Many()
+    settle = Registry._settle
+    calls = [0]
+
+    def interrupted_on_entry(self: Registry) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise KeyboardInterrupt  # as if it landed on the call, before any of its code ran
+        settle(self)
+
+    if operation == "unregister":
+        bus.register(obj)
+        monkeypatch.setattr(Registry, "_settle", interrupted_on_entry)
+        with pytest.raises(KeyboardInterrupt):
+            bus.unregister(obj)
+    else:
+        file = Registry._file
+
+        def fails_on_the_second_key(self: Registry, key: type | str, sub: Any) -> None:
+            if key is Tock:
+                raise KeyboardInterrupt  # part-way: Tick's handler is filed already
+            file(self, key, sub)
+
+        monkeypatch.setattr(Registry, "_file", fails_on_the_second_key)
+        monkeypatch.setattr(Registry, "_settle", interrupted_on_entry)
+        with pytest.raises(KeyboardInterrupt):
+            bus.register(obj)
+        monkeypatch.setattr(Registry, "_file", file)
+    assert calls[0] == 1  # the interrupt landed on the undo
+    # The next operation finishes it: registered not at all, no handler left behind.
+    assert not bus.is_registered(obj)
+    assert bus.subscribers(Tick) == ()
+    assert bus.subscribers(Tock) == ()
+    assert bus.stats().subscribers == 0
+    assert in_thread(lambda: bus.register(obj))  # no lock left held
+    assert [sub.subscriber for sub in bus.subscribers(Tick)] == [obj]
     bus.shutdown()
 
 
