@@ -54,7 +54,6 @@ _ID_HEAD: Final = b'{"specversion":"1.0","id":"'
 _CONTENT: Final = b'"datacontenttype":"application/json"'
 _KEYED: Final = b',"partitionkey":'
 _DEAD_HEADER: Final = "Eventbus-Dead"
-_BROADCAST_IDLE: Final = 3600.0  # seconds before the server removes a dead process's broadcast consumers
 _UNKEYED_MAX_ACK_PENDING: Final = 10_000
 _PULL_MARGIN: Final = 2.0  # seconds past a pull's expiry before an unanswered pull counts as lost
 _NAKED_KEPT: Final = 10_000  # nak'ed ids remembered, to tell their redelivery from a takeover
@@ -112,6 +111,10 @@ class NatsJetStream:
             CloudEvents id) is stored once.
         pull_expires: How long one pull request waits on the server, in seconds.
         connect_options: Further keyword arguments for ``nats.connect``.
+        broadcast_idle: How long, in seconds, the server keeps a broadcast
+            bridge's consumers without a pull before it deletes them (their process
+            died without ``close()``): JetStream's ``inactive_threshold``. More than
+            twice ``pull_expires``.
 
     Needs nats-server 2.9 or later with JetStream enabled (``nats-server -js``).
     The namespace is the subject prefix and must be letters, digits, ``_`` or ``-``.
@@ -128,10 +131,16 @@ class NatsJetStream:
         duplicate_window: float = 120.0,
         pull_expires: float = 5.0,
         connect_options: Mapping[str, Any] | None = None,
+        broadcast_idle: float = 3600.0,
     ) -> None:
         servers = [one.strip() for one in str(url).split(",") if one.strip()]
         if not servers or not all(s.startswith(("nats://", "tls://", "ws://", "wss://")) for s in servers):
             raise ValueError(f"url must be nats://, tls://, ws:// or wss:// URLs, not {redact(str(url))!r}")
+        if not broadcast_idle > 2 * pull_expires:
+            raise ValueError(
+                f"broadcast_idle ({broadcast_idle!r} s) must be more than twice pull_expires "
+                f"({pull_expires!r} s): a live consumer is idle while its pull waits"
+            )
         self._url = url
         self._servers = servers
         self.max_msgs = max_msgs
@@ -139,6 +148,7 @@ class NatsJetStream:
         self.replicas = replicas
         self.duplicate_window = duplicate_window
         self.pull_expires = pull_expires
+        self.broadcast_idle = broadcast_idle
         self._options = dict(connect_options or {})
 
     def describe(self) -> str:
@@ -428,7 +438,7 @@ class _NatsSession:
             max_deliver=-1,  # the bridge counts attempts and dead-letters (then +TERM)
             max_ack_pending=1 if lane.keyed else _UNKEYED_MAX_ACK_PENDING,
             deliver_policy=DeliverPolicy.NEW if broadcast else DeliverPolicy.ALL,
-            inactive_threshold=_BROADCAST_IDLE if broadcast else None,
+            inactive_threshold=self._engine.broadcast_idle if broadcast else None,
         )
         await js.add_consumer(self._stream, config)
 

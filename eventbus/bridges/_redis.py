@@ -105,6 +105,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: a partition stream, the group's liveness key. ARGV: the group. Destroys the group if its
+# process stopped renewing the key; in one script, so that no check-then-destroy race is left.
+_SWEEP: Final = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+return redis.call('XGROUP', 'DESTROY', KEYS[1], ARGV[1])
+"""
+
 _CLAIM_PAGE: Final = 100
 
 
@@ -133,6 +140,11 @@ class RedisStreams:
         block: The longest a read waits on the server, in seconds (kept below
             the socket timeout, see redis-py's ``socket_timeout``).
         client_options: Further keyword arguments for ``redis.asyncio.Redis.from_url``.
+        broadcast_idle: How long, in seconds, a broadcast group outlives its
+            process when that process died without ``close()``: every broadcasting
+            bridge renews a liveness key of its group every quarter of this, and
+            destroys the groups of the namespace whose key has expired. More than
+            twice ``block``.
 
     Needs Redis 6.2 or later (exclusive ``XPENDING`` ranges); tested on 7.0.
     Standalone Redis or a replicated primary: the ownership script touches keys
@@ -146,12 +158,19 @@ class RedisStreams:
         maxlen: int | None = None,
         block: float = 1.0,
         client_options: Mapping[str, Any] | None = None,
+        broadcast_idle: float = 3600.0,
     ) -> None:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {redact(str(url))!r}")
+        if not broadcast_idle > 2 * block:
+            raise ValueError(
+                f"broadcast_idle ({broadcast_idle!r} s) must be more than twice block ({block!r} s): "
+                "a bridge renews its broadcast group's liveness between two reads"
+            )
         self._url = url
         self.maxlen = maxlen
         self.block = block
+        self.broadcast_idle = broadcast_idle
         self._options = dict(client_options or {})
 
     def describe(self) -> str:
@@ -221,6 +240,9 @@ class _RedisSession:
         self._release: Any = None
         self._append: Any = None
         self._ack: Any = None
+        self._destroy_if_dead: Any = None
+        self._alive = f"{ns}:alive:{config.group}"
+        """A broadcast group's liveness key, renewed while its bridge runs (see `_sweep`)."""
         self.started: bool = False
         self.owned: set[int] = set(range(config.partitions)) if config.broadcast else set()
         self._to_claim: set[int] = set()
@@ -228,7 +250,10 @@ class _RedisSession:
         self._flying: dict[int, set[str]] = defaultdict(set)
         self._backlog: deque[Incoming] = deque()
         self._next_beat = 0.0
+        self._next_sweep = 0.0
         self.reclaimed: int = 0
+        self.swept: int = 0
+        """Broadcast groups of dead processes that this session destroyed."""
 
     @property
     def _r(self) -> Any:  # redis-py's reply types are unions of everything; the replies are parsed below
@@ -238,6 +263,7 @@ class _RedisSession:
             self._release = self._redis.register_script(_RELEASE)
             self._append = self._redis.register_script(_APPEND)
             self._ack = self._redis.register_script(_ACK)
+            self._destroy_if_dead = self._redis.register_script(_SWEEP)
         return self._redis
 
     async def start(self) -> None:
@@ -254,6 +280,8 @@ class _RedisSession:
                     _text(stored),
                     self._cfg.partitions,
                 )
+            if self._cfg.broadcast:  # alive before the group exists: a sweep never sees it without its key
+                await self._renew()
             if self._group is not None:
                 start_id = "$" if self._cfg.broadcast else "0"
                 for stream in self._streams:
@@ -289,6 +317,8 @@ class _RedisSession:
             assert self._group is not None
             if not self._cfg.broadcast and time.monotonic() >= self._next_beat:
                 await self._beat()
+            if self._cfg.broadcast and time.monotonic() >= self._next_sweep:
+                await self._sweep()
             if not self._backlog and self._to_claim:
                 for partition in sorted(self._to_claim):
                     await self._claim(partition)
@@ -319,6 +349,38 @@ class _RedisSession:
                 self._flying[item.partition].add(item.id)
                 out.append(item)
             return out
+
+    async def _renew(self) -> None:
+        await self._r.set(self._alive, self._me, px=max(1, int(self._engine.broadcast_idle * 1000)))
+
+    async def _sweep(self) -> None:
+        """Renew this bridge's liveness, and destroy the broadcast groups of processes that died.
+
+        A broadcasting bridge renews its group's liveness key (``{ns}:alive:{group}``,
+        expiring after the engine's ``broadcast_idle``) every quarter of that time. A
+        process that died without ``close()`` stops renewing; nothing else would ever
+        remove its group and that group's pending list, so the next sweep of any
+        broadcasting bridge of the namespace does, key check and destroy in one
+        script. (Redis's own consumer idle time cannot tell: before Redis 7.2 a read
+        that finds nothing does not reset it.)
+        """
+        self._next_sweep = time.monotonic() + self._engine.broadcast_idle / 4
+        await self._renew()
+        for stream in self._streams:
+            for name in await self._broadcast_groups(stream):
+                if not await self._destroy_if_dead(keys=[stream, f"{self._cfg.namespace}:alive:{name}"], args=[name]):
+                    continue  # alive, or another broadcasting bridge destroyed it first
+                self.swept += 1
+                _logger.info("destroyed the broadcast group %r of %s: its process stopped", name, stream)
+
+    async def _broadcast_groups(self, stream: str) -> list[str]:
+        """The other broadcast groups on *stream*."""
+        try:
+            groups = await self._r.xinfo_groups(stream)
+        except ResponseError:  # the stream is gone (a server restarted without its data)
+            return []
+        names = [_text(info["name"]) for info in groups]
+        return [name for name in names if name.startswith("broadcast.") and name != self._group]
 
     async def _beat(self) -> None:
         reply = await self._heartbeat(
@@ -449,6 +511,7 @@ class _RedisSession:
                     pipe = r.pipeline(transaction=False)
                     for stream in self._streams:
                         pipe.xgroup_destroy(stream, self._group)
+                    pipe.delete(self._alive)
                     await pipe.execute(raise_on_error=False)
                 elif self._group is not None:
                     for partition in sorted(self.owned):

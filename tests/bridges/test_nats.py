@@ -241,16 +241,29 @@ def test_broadcast_consumers_are_removed_at_close(nats: NatsHarness, buses: Call
             pass
 
     bus.register(Sink())
-    bridge = bus.bridge(nats.engine(), events=[Placed], broadcast=True, namespace=nats.namespace, partitions=2)
+    engine = NatsJetStream(nats.server.url, broadcast_idle=120.0)
+    bridge = bus.bridge(engine, events=[Placed], broadcast=True, namespace=nats.namespace, partitions=2)
     stream = stream_names(nats.namespace)[0]
 
     async def names(js: Any) -> list[str]:
         return sorted(c.name for c in await js.consumers_info(stream))
 
+    async def thresholds(js: Any) -> list[float]:
+        return [c.config.inactive_threshold for c in await js.consumers_info(stream)]
+
     assert nats._run(names) == sorted(durable_names(bridge.config.group or "", 2))
+    # The server deletes them by itself if the process dies without close().
+    assert nats._run(thresholds) == [120.0] * len(durable_names(bridge.config.group or "", 2))
     assert all(name.startswith("broadcast_") for name in nats._run(names))
     assert bridge.close(timeout=10)
     assert nats._run(names) == []
+
+
+def test_broadcast_idle_must_exceed_the_pulls_wait() -> None:
+    """broadcast_idle at or under twice pull_expires would let the server delete a live consumer."""
+    with pytest.raises(ValueError, match="broadcast_idle"):
+        NatsJetStream("nats://127.0.0.1:4222", pull_expires=5.0, broadcast_idle=10.0)
+    assert NatsJetStream("nats://127.0.0.1:4222").broadcast_idle == 3600.0
 
 
 def test_namespace_must_be_a_subject_token() -> None:
