@@ -19,8 +19,9 @@ from ._delivery import Delivery, submit_traced
 from ._dispatch import BusStats, Dispatcher, ErrorContext, log_error
 from ._errors import BusClosedError
 from ._events import DeadEvent, Message
-from ._registry import Registry, Replays, Subscription
+from ._registry import Registry, Subscription
 from ._routes import Routes
+from ._sticky import check_sticky_class, post_sticky, weak_replayer
 from ._strategies import (
     AsyncioDelivery,
     ConcurrentDelivery,
@@ -102,27 +103,6 @@ def _weak_post(bus: EventBus) -> Callable[..., None]:
         found._accept(event, data, timeout, publish=False)
 
     return post
-
-
-def _check_sticky_class(cls: object, method: str) -> None:
-    if not isinstance(cls, type) or not getattr(cls, "__eventbus_sticky__", False):
-        name = getattr(cls, "__qualname__", repr(cls))
-        raise TypeError(
-            f"{method}({name}): only the events of a class declared sticky are kept; "
-            f"declare it `class {name}(Event, sticky=True)`"
-        )
-
-
-def _weak_replayer(bus: EventBus) -> Callable[[object, Replays], None]:
-    """The registry's hook for the kept events of a new sticky subscriber, holding the bus weakly (#15)."""
-    ref = weakref.ref(bus)
-
-    def replay(subscriber: object, replays: Replays) -> None:
-        found = ref()
-        if found is not None:
-            found._replay_sticky(subscriber, replays)
-
-    return replay
 
 
 def _make_strategy(
@@ -232,7 +212,7 @@ class EventBus:
         # two; a subclass that overrides the method keeps its own.
         if type(self).register is EventBus.register:
             vars(self)["register"] = self._registry.add  # what register() below calls
-        self._registry.replay = _weak_replayer(self)  # sticky handlers' kept events (#15)
+        self._registry.replay = weak_replayer(self)  # sticky handlers' kept events (#15)
         fast_post: FastPost | None = getattr(self._strategy, "fast_post", None)
         if fast_post is not None and type(self).post is EventBus.post:
             # A strategy that can deliver a post in a single frame (the sync strategy)
@@ -366,7 +346,7 @@ class EventBus:
                 return self._hand_over(event, (), None, timeout, trace, bridge, publish)
         if getattr(type(event), "__eventbus_sticky__", False):  # kept for later subscribers (#15)
             # A kept event is replayed later with its original context (#14): it has one now.
-            return self._post_sticky(event, timeout, publish, trace or Pending(None, self.name, time.time_ns()))
+            return post_sticky(self, event, timeout, publish, trace or Pending(None, self.name, time.time_ns()))
         handlers = self._registry.handlers_for(event)
         dead = not handlers
         if dead:
@@ -437,7 +417,7 @@ class EventBus:
         Raises:
             TypeError: *cls* is not declared ``sticky=True``.
         """
-        _check_sticky_class(cls, "sticky")
+        check_sticky_class(cls, "sticky")
         entry = self._registry.kept.get(cls)
         return None if entry is None else entry[0]  # type: ignore[return-value]  # kept under its own class
 
@@ -450,62 +430,9 @@ class EventBus:
         Raises:
             TypeError: *cls* is not declared ``sticky=True``.
         """
-        _check_sticky_class(cls, "remove_sticky")
+        check_sticky_class(cls, "remove_sticky")
         self._kept_traces.pop(cls, None)
         return self._registry.forget_kept(cls)  # type: ignore[return-value]  # kept under its own class
-
-    def _post_sticky(self, event: object, timeout: float | None, publish: bool, trace: Pending) -> Delivery | None:
-        # _accept's tail for an event of a sticky class: keep it, then deliver it like
-        # any other. Kept first, under the registry's lock and with its handlers resolved
-        # (see Registry.keep); if the strategy then refuses it, it is taken back.
-        state = self._dispatcher.state()
-        before = state.posted
-        taken: list[Any] = [None, None]  # (the entry replaced, the new one) once kept
-        try:
-            handlers = self._registry.keep(event, taken)
-            if handlers:
-                delivery = Delivery(event, len(handlers), trace) if publish else None
-                self._hand_over(event, handlers, delivery, timeout, trace)  # counts the event as posted
-                self._kept_traces[type(event)] = (event, trace)  # replayed with its context (#14)
-                return delivery
-            dead = DeadEvent(event=event)
-            handlers = self._registry.handlers_for(dead)
-            if not handlers:  # nobody wants the dead event either: counted, dropped (and still kept)
-                state.dead += 1
-                state.posted += 1
-                self._kept_traces[type(event)] = (event, trace)
-                return Delivery(dead, 0, trace) if publish else None
-            delivery = Delivery(dead, len(handlers), trace) if publish else None
-            self._hand_over(dead, handlers, delivery, timeout, trace)
-            state.dead += 1
-            self._kept_traces[type(event)] = (event, trace)
-            return delivery
-        except BaseException:
-            if taken[1] is not None and state.posted == before:  # kept, not accepted (a full queue, ...)
-                self._registry.unkeep(type(event), taken[1], taken[0])
-            raise
-
-    def _replay_sticky(self, subscriber: object, replays: Replays) -> None:
-        # Registry.add has registered *subscriber*: hand its sticky handlers the kept
-        # events through the strategy. Not counted as posted (the events were counted
-        # when they were posted). If one cannot be handed over, the registration is
-        # undone, so that it stays all or nothing.
-        state = self._dispatcher.state()
-        for event, handlers in replays:
-            before = state.posted
-            kept = self._kept_traces.get(type(event))
-            try:
-                # With the context it had when it was posted (#14).
-                trace = kept[1] if kept is not None and kept[0] is event else None
-                submit_traced(self._submit, self._submit_traced, event, handlers, None, None, trace)
-            except BaseException as exc:
-                if state.posted != before:  # it was accepted: the strategy counted it
-                    state.posted -= 1
-                if not isinstance(exc, BusClosedError):  # a closed bus delivers nothing anyway
-                    self.unregister(subscriber)
-                    raise
-                return
-            state.posted -= 1  # the strategy counted it as posted
 
     # -- bridges (#12) ---------------------------------------------------------------------------
 
