@@ -8,11 +8,10 @@ runs engine I/O on an asyncio bus's loop, nor handlers on its I/O loop.
 
 Outbound: ``post`` of a bridged event encodes it on the posting thread (so that
 bad data fails there), appends it to a bounded buffer and returns; the sender
-task stores the buffer in pipelined batches. Inbound: the receiver reads no more
-than the bridge's window, events with one ordering key go to the bus one at a
-time in stored order (a failed one is retried before the next starts), and each
-is acknowledged once every local handler succeeded, retried with backoff on
-failure and dead-lettered after ``max_deliver`` attempts.
+task stores the buffer in pipelined batches. Inbound is `Receiving`, the bridge's
+base class in ``_bridge_inbound``: reading within the window, per-key order,
+acknowledgements, retries and dead letters. This module holds the rest: the
+configuration, the loop and its reconnection, sending, closing and stats.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import itertools
 import logging
 import os
 import queue
-import random
 import socket
 import threading
 import time
@@ -33,24 +31,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
+from ._bridge_inbound import BATCH, Receiving, ReceivingHost, backoff
 from ._delivery import Delivery
-from ._engine import BridgeConfig, DeadLetter, Engine, EngineSession, EngineUnavailable, Incoming
+from ._engine import BridgeConfig, DeadLetter, Engine, EngineUnavailable
 from ._errors import BusClosedError, QueueFullError
-from ._events import DeadEvent, Event, Message
 from ._routes import bridged_events
-from ._wire import BadMessage, decode, encode, partition_of, source_of, trace_of_envelope
+from ._wire import encode, partition_of, source_of
 
 if TYPE_CHECKING:
     from ._context import Pending
-    from ._registry import Registry, Subscription
+    from ._events import Event
 
 __all__ = ["Bridge", "BridgeHost", "BridgeStats"]
 
 _logger: Final = logging.getLogger("eventbus.bridge")
-_Job = tuple[object, "tuple[Subscription, ...]", Delivery | None]  # what the feeder submits
 _T = TypeVar("_T")
 _consumer_numbers = itertools.count(1)
-_BATCH: Final = 512  # events per pipelined send
 _SETUP_WAIT: Final = 10.0  # how long bridge() waits for the engine before going on in the background
 
 
@@ -81,43 +77,16 @@ class BridgeStats:
     """Messages of topics the bridge does not list: acknowledged, not handled (counted as ``acked`` too)."""
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    """Capped exponential backoff with full jitter in its upper half."""
-    delay: float = min(cap, base * 2.0 ** min(attempt, 30))
-    return delay * random.uniform(0.5, 1.0)
-
-
-class _Item:
-    """An incoming message on its way through the bus; called with its delivery when that is done."""
-
-    __slots__ = ("bridge", "delivery", "event", "handlers", "incoming", "key", "trace")
-
-    def __init__(self, bridge: Bridge, incoming: Incoming, event: Event, key: str | None) -> None:
-        self.bridge = bridge
-        self.incoming = incoming
-        self.event = event
-        self.key = key
-        self.handlers: tuple[Subscription, ...] = ()
-        self.delivery: Delivery | None = None
-        self.trace: Pending | None = None
-
-    def __call__(self, delivery: Delivery) -> None:
-        self.bridge._delivered(self)
-
-
-class BridgeHost(Protocol):
+class BridgeHost(ReceivingHost, Protocol):
     """What a bridge needs of its bus (`EventBus` is one): a name, the registry, a way to submit."""
 
     name: str
-    _registry: Registry
-    _submit: Callable[..., None]
-    _kept_traces: dict[type, tuple[object, Pending]]
 
     def _unbridge(self, bridge: Bridge) -> None: ...
 
 
 @final
-class Bridge:
+class Bridge(Receiving):
     """A running bridge between a bus and a distributed engine; made by `EventBus.bridge`.
 
     Close it with `close` (or `aclose`, or ``with`` / ``async with``); closing
@@ -152,7 +121,7 @@ class Bridge:
                 raise ValueError(f"{name}= must be a positive int, not {value!r}")
         if not claim_after > 0:
             raise ValueError(f"claim_after= must be positive seconds, not {claim_after!r}")
-        self._bus = bus
+        self._bus: BridgeHost = bus
         self._engine = engine
         self.classes: tuple[type[Event], ...] = tuple(classes)
         """The bridged event classes."""
@@ -191,25 +160,25 @@ class Bridge:
         # Inbound state, on the loop thread only.
         self._in_flight = 0
         self._batching = False  # inside a batch: jobs for the feeder wait for its end
-        self._busy: dict[str, deque[_Item]] = {}  # ordering key -> items waiting behind the running one
-        self._timers: dict[int, tuple[asyncio.TimerHandle, _Item]] = {}
-        self._acks: list[Incoming] = []
-        self._abandoned: list[Incoming] = []  # left unacknowledged at close, for the next owner
-        self._deads: list[tuple[Incoming, str, str | None, str | None]] = []
-        self._naks: list[tuple[Incoming, float]] = []  # given back to the engine for a later delivery
+        self._busy = {}  # ordering key -> items waiting behind the running one
+        self._timers = {}
+        self._acks = []
+        self._abandoned = []  # left unacknowledged at close, for the next owner
+        self._deads = []
+        self._naks = []  # given back to the engine for a later delivery
         self._outage_since: float | None = None
         self._outage_attempts = 0
-        self._session: EngineSession = engine.session(self.config)
+        self._session = engine.session(self.config)
         # An engine that redelivers on request (NATS: nak with a delay) keeps a retry's state and
         # its attempt count on the server; others get retries from a local timer.
-        self._engine_retry: Callable[[Incoming, float], Awaitable[None]] | None = getattr(self._session, "retry", None)
-        self._feed: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
-        self._jobs: list[_Job] = []  # for the feeder, handed over once per batch read
-        self._done: deque[_Item] = deque()  # finished deliveries, for the loop
+        self._engine_retry = getattr(self._session, "retry", None)
+        self._feed = queue.SimpleQueue()
+        self._jobs = []  # for the feeder, handed over once per batch read
+        self._done = deque()  # finished deliveries, for the loop
         self._done_lock = threading.Lock()
         self._done_scheduled = False
-        self._handler_cache: dict[type, tuple[Subscription, ...]] = {}
-        self._handler_cache_of: object = None
+        self._handler_cache = {}
+        self._handler_cache_of = None
         # Made here, used on the loop only (asyncio.Event binds to a loop at first use), so
         # that a post racing with the start of the loop finds them.
         self._wake_send = asyncio.Event()
@@ -289,7 +258,7 @@ class Bridge:
                     _logger.warning("%r: engine unreachable (%s); retrying with backoff", self, exc)
                 self._outage_attempts += 1
                 self._ready.set()  # bridge() must not wait out an outage
-                await asyncio.sleep(_backoff(attempt, 0.05, 2.0))
+                await asyncio.sleep(backoff(attempt, 0.05, 2.0))
                 with contextlib.suppress(EngineUnavailable):
                     await self._session.start()
                 continue
@@ -345,7 +314,7 @@ class Bridge:
             self._wake_send.clear()
             while True:
                 with self._space:
-                    n = min(len(self._out), _BATCH)
+                    n = min(len(self._out), BATCH)
                     if not n:
                         self._sender_idle = True
                         break
@@ -360,238 +329,6 @@ class Bridge:
                 for _, _, delivery in batch:
                     if delivery is not None:
                         delivery._settle(0)
-
-    # -- receiving -------------------------------------------------------------------------------
-
-    async def _receiver(self) -> None:
-        while not self._closing:
-            room = self._window - self._in_flight
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            items = await self._engine_call(self._session.receive, room, 1.0)
-            self._batching = True
-            try:
-                self._take(items)
-            finally:
-                self._batching = False
-                self._flush_jobs()
-
-    def _take(self, items: list[Incoming]) -> None:
-        for incoming in items:
-            self._received += 1
-            self._in_flight += 1
-            if incoming.attempt > self._max_deliver:  # its consumers died with it every time
-                reason = f"delivered {incoming.attempt - 1} times, never acknowledged (consumers died)"
-                self._settle(incoming, dead=(reason, None, None))
-                continue
-            try:
-                event, envelope = decode(incoming.payload, self._types, self._max_payload)
-            except BadMessage as exc:
-                _logger.warning("%r: message %s goes to dead letters: %s", self, incoming.id, exc)
-                self._settle(incoming, dead=(str(exc), None, None))
-                continue
-            if self.topics and type(event) is Message and not self._topics.matches(event.topic):
-                self._skipped += 1  # another bridge's topic in a shared namespace: acknowledged, skipped
-                self._settle(incoming)
-                continue
-            key = envelope.get("partitionkey")
-            item = _Item(self, incoming, event, key if isinstance(key, str) else None)
-            item.trace = trace_of_envelope(envelope, incoming.attempt, self.config.group)  # the sender's context (#14)
-            if item.key is not None:
-                waiting = self._busy.get(item.key)
-                if waiting is not None:
-                    waiting.append(item)
-                    continue
-                self._busy[item.key] = deque()
-            self._dispatch(item)
-
-    def _dispatch(self, item: _Item) -> None:
-        """Hand *item* to the bus (through the feeder thread)."""
-        event = item.event
-        registry = self._bus._registry
-        if self._handler_cache_of is not registry.dispatch:  # registrations changed: collect again
-            self._handler_cache = {}
-            self._handler_cache_of = registry.dispatch
-        cls = type(event)
-        if getattr(cls, "__eventbus_sticky__", False) and item.incoming.attempt == 1 and item.delivery is None:
-            # Kept like a posted sticky event, handlers resolved under one lock (#15); on a first
-            # delivery only: a retry must not put an older event back over a newer one.
-            found: tuple[Subscription, ...] | None = registry.keep(event, [None, None])
-            if item.trace is not None:  # replayed with the context it came with (#14)
-                self._bus._kept_traces[cls] = (event, item.trace)
-        else:
-            found = self._handler_cache.get(cls) if cls is not Message else None
-        if found is None:
-            found = registry.collect(cls.__mro__, event.topic)
-            if cls is not Message:
-                self._handler_cache[cls] = found
-        item.handlers = found
-        if not found:
-            dead = DeadEvent(event=event)
-            dead_handlers = registry.handlers_for(dead)
-            if dead_handlers:
-                self._jobs.append((dead, dead_handlers, None))
-            self._settle(item.incoming, key=item.key)
-            return
-        trace = item.trace
-        if trace is not None:  # a retry is the same event on a later attempt (#14)
-            trace = item.trace = trace.again(item.incoming.attempt)
-        delivery = item.delivery = Delivery(event, len(found), trace)
-        delivery.add_done_callback(item)  # item(delivery) queues it for _drain_done
-        self._jobs.append((event, found, delivery))
-        if not self._batching:
-            self._flush_jobs()
-
-    def _delivered(self, item: _Item) -> None:
-        """Called on the thread that finished *item*'s delivery: queue it for the loop."""
-        # One wake-up of the loop for all the deliveries that finish meanwhile.
-        self._done.append(item)
-        with self._done_lock:
-            if self._done_scheduled:
-                return
-            self._done_scheduled = True
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the bridge was killed
-            self._loop.call_soon_threadsafe(self._drain_done)
-
-    def _flush_jobs(self) -> None:
-        if self._jobs:
-            self._feed.put(self._jobs)
-            self._jobs = []
-
-    def _drain_done(self) -> None:
-        with self._done_lock:
-            self._done_scheduled = False
-        done = self._done
-        if self._killed:  # as if the process had died: what finished is never acknowledged
-            done.clear()
-            return
-        self._batching = True
-        try:
-            while True:
-                if not done:
-                    break
-                self._finished(done.popleft())
-        finally:
-            self._batching = False
-            self._flush_jobs()
-
-    def _finished(self, item: _Item) -> None:
-        assert item.delivery is not None
-        errors = item.delivery._errors
-        if not errors:
-            self._settle(item.incoming, key=item.key)
-            return
-        index, error = min(errors, key=lambda pair: pair[0])
-        handler = item.handlers[index].name if index < len(item.handlers) else None
-        incoming = item.incoming
-        if incoming.attempt >= self._max_deliver or self._closing:
-            if self._closing and incoming.attempt < self._max_deliver:
-                # Closing: leave it unacknowledged; the next owner delivers it again.
-                self._in_flight -= 1
-                self._release_key(item.key, abandon=True)
-                self._room.set()
-                return
-            self._settle(
-                incoming,
-                key=item.key,
-                dead=("handler failed", f"{type(error).__qualname__}: {error}", handler),
-            )
-            return
-        self._retried += 1
-        incoming.attempt += 1
-        delay = _backoff(incoming.attempt - 2, *self._retry_delay)
-        if self._engine_retry is not None and not (item.key is not None and self._busy.get(item.key)):
-            # The engine delivers it again after the delay (nothing of its key waits here to
-            # overtake it; the engine keeps the order of a partition itself).
-            self._naks.append((incoming, delay))
-            self._wake_settle.set()
-            self._release_key(item.key)
-            return
-        token = id(item)
-        self._timers[token] = (self._loop.call_later(delay, self._retry, token), item)
-
-    def _retry(self, token: int) -> None:
-        _, item = self._timers.pop(token)
-        self._dispatch(item)
-
-    def _settle(
-        self,
-        incoming: Incoming,
-        *,
-        key: str | None = None,
-        dead: tuple[str, str | None, str | None] | None = None,
-    ) -> None:
-        """Queue the acknowledgement (or dead letter) of *incoming*, and start what waited behind it."""
-        if dead is None:
-            self._acks.append(incoming)
-        else:
-            self._deads.append((incoming, *dead))
-        self._wake_settle.set()
-        self._release_key(key)
-
-    def _release_key(self, key: str | None, abandon: bool = False) -> None:
-        if key is None:
-            return
-        waiting = self._busy.get(key)
-        if waiting is None:
-            return
-        if waiting and not abandon and not self._closing:
-            self._dispatch(waiting.popleft())
-        else:
-            del self._busy[key]
-            # Closing: what waited behind the key stays unacknowledged, for the next owner.
-            for item in waiting:
-                self._in_flight -= 1
-                self._abandoned.append(item.incoming)
-            if waiting:
-                self._room.set()
-
-    async def _settler(self) -> None:
-        while True:
-            await self._wake_settle.wait()
-            self._wake_settle.clear()
-            if len(self._acks) < _BATCH // 4 and not self._closing:
-                await asyncio.sleep(0.001)  # gather a batch: one round trip acknowledges them all
-            while (self._acks or self._deads or self._naks) and not self._killed:
-                acks, self._acks = self._acks, []
-                deads, self._deads = self._deads, []
-                naks, self._naks = self._naks, []
-                if naks:
-                    await self._give_back(naks)
-                if acks:
-                    await self._engine_call(self._session.ack, acks)
-                    self._acked += len(acks)
-                for incoming, reason, error, handler in deads:
-                    await self._engine_call(self._session.dead_letter, incoming, reason, error, handler)
-                    self._dead += 1
-                self._in_flight -= len(acks) + len(deads) + len(naks)
-                self._room.set()
-
-    async def _give_back(self, naks: list[tuple[Incoming, float]]) -> None:
-        retry = self._engine_retry
-        assert retry is not None
-        for incoming, delay in naks:
-            await self._engine_call(retry, incoming, delay)
-
-    def _feed_loop(self) -> None:
-        while True:
-            jobs = self._feed.get()
-            if jobs is None:
-                return
-            submit = self._bus._submit
-            for event, handlers, delivery in jobs:
-                if self._killed:  # as if the process had died: nothing more reaches the bus
-                    break
-                try:
-                    submit(event, handlers, delivery, None)
-                except Exception as exc:  # the bus closed under us: count it as a failed attempt
-                    if delivery is None:
-                        _logger.exception("%r: handing an event to the bus failed", self)
-                        continue
-                    for index in range(len(handlers)):
-                        delivery._settle(index, error=exc)
 
     # -- closing ---------------------------------------------------------------------------------
 
