@@ -30,9 +30,11 @@ import random
 import threading
 import time
 from asyncio import _get_running_loop
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, Protocol, final
 
 __all__ = [
@@ -117,7 +119,7 @@ class Pending:
     OpenTelemetry span context of the event's producer span).
     """
 
-    __slots__ = ("_built", "attempt", "extra", "group", "headers", "parent", "source", "time_ns")
+    __slots__ = ("_build", "_built", "attempt", "extra", "group", "headers", "parent", "source", "time_ns")
 
     def __init__(
         self, parent: EventContext | None, source: str, time_ns: int | None, built: EventContext | None = None
@@ -125,25 +127,39 @@ class Pending:
         self.parent: EventContext | None = parent
         self.source: str = source
         self.time_ns: int | None = time_ns
-        self.attempt: int = 1
+        self.attempt: int = 1 if built is None else built.attempt
+        """The attempt of the context, built or still to be built."""
         self.extra: Any = None
         self.headers: dict[str, str] | None = None
         """Extension attributes that cross a bridge with the event (``traceparent``, ``tracestate``)."""
         self.group: str | None = None
         """The consumer group of the bridge that received the event (`None` for a local event)."""
         self._built: EventContext | None = built
+        self._build: Callable[[], EventContext] | None = None
 
     @classmethod
     def of(cls, context: EventContext) -> Pending:
-        """A trace whose context is already known (an event that came through a bridge)."""
+        """A trace whose context is already known."""
         return cls(None, context.source, None, context)
+
+    @classmethod
+    def later(cls, source: str, attempt: int, build: Callable[[], EventContext]) -> Pending:
+        """A trace whose context is fixed but made only when read: *build* makes it (an event from a bridge).
+
+        An event received through a bridge carries its context in its envelope;
+        reading it (dates, ids) costs more than the rest of the bridge's work per
+        event, so it waits until a handler, a tracer or a child event asks.
+        """
+        made = cls(None, source, None)
+        made.attempt = attempt
+        made._build = build
+        return made
 
     def again(self, attempt: int) -> Pending:
         """The trace of the same event delivered again, as its *attempt*-th attempt (a bridge's retry)."""
-        context = self.context()
-        if context.attempt == attempt:
+        if self.attempt == attempt:
             return self
-        made = Pending.of(replace(context, attempt=attempt))
+        made = Pending.later(self.source, attempt, partial(_attempt_of, self, attempt))
         made.headers, made.group = self.headers, self.group
         return made
 
@@ -156,6 +172,15 @@ class Pending:
         """The event's context: made on the first call, the same object on every later one."""
         built = self._built
         if built is not None:
+            return built
+        build = self._build
+        if build is not None:
+            made = build()  # outside the lock: it may read another trace's context
+            with _building:  # two readers at once: the first one's context is the one
+                built = self._built
+                if built is None:
+                    built = self._built = made
+                    self._build = None
             return built
         parent = self.parent
         with _building:
@@ -176,6 +201,10 @@ class Pending:
 
     def __repr__(self) -> str:
         return f"<Pending {self._built!r}>" if self._built is not None else f"<Pending from {self.source!r}>"
+
+
+def _attempt_of(trace: Pending, attempt: int) -> EventContext:
+    return replace(trace.context(), attempt=attempt)
 
 
 @final

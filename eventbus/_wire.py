@@ -33,6 +33,7 @@ import socket
 import zlib
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 import pydantic_core
@@ -195,10 +196,14 @@ _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
 
 def trace_of_envelope(envelope: Mapping[str, Any], attempt: int, group: str | None = None) -> Pending:
-    """The trace of a received event: its context as sent, its ``traceparent``/``tracestate``, the receiving group."""
-    trace = Pending.of(context_of(envelope, attempt))
+    """The trace of a received event: its context as sent, its ``traceparent``/``tracestate``, the receiving group.
+
+    The context itself is read from the envelope only when something asks for it.
+    """
+    trace = Pending.later(str(envelope.get("source") or "unknown"), attempt, partial(context_of, envelope, attempt))
     trace.group = group
-    headers = {name: value for name in _TRACE_HEADERS if isinstance(value := envelope.get(name), str)}
-    if headers:
-        trace.headers = headers
+    if "traceparent" in envelope or "tracestate" in envelope:  # only from a traced sender
+        headers = {name: value for name in _TRACE_HEADERS if isinstance(value := envelope.get(name), str)}
+        if headers:
+            trace.headers = headers
     return trace

@@ -369,6 +369,41 @@ def test_contexts_cross_a_bridge(strategy: str) -> None:
     assert (second.id, second.causation_id, second.correlation_id) == (first.id, placed.id, placed.id)
 
 
+def test_a_received_events_context_is_read_from_its_envelope_only_when_asked() -> None:
+    """Reading a bridged event's context costs more than the rest of receiving it: it waits for a reader."""
+    from eventbus._wire import trace_of_envelope
+
+    envelope = {
+        "id": "0190a3b2-0000-7000-8000-000000000001",
+        "time": "2026-12-01T10:00:00.5Z",
+        "source": "//host/1/sender",
+        "causationid": "0190a3b2-0000-7000-8000-000000000000",
+        "correlationid": "0190a3b2-0000-7000-8000-00000000000f",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    trace = trace_of_envelope(envelope, 1, "billing")
+    assert not trace.built
+    assert (trace.source, trace.attempt, trace.group) == ("//host/1/sender", 1, "billing")
+    assert trace.headers == {"traceparent": envelope["traceparent"]}
+    assert trace.again(1) is trace  # the first delivery: nothing to make
+    retried = trace.again(3)
+    assert not trace.built
+    assert not retried.built
+    assert (retried.headers, retried.group, retried.attempt) == (trace.headers, "billing", 3)
+    context = retried.context()
+    assert retried.context() is context  # made once, then kept
+    assert (context.id, context.causation_id, context.correlation_id, context.attempt) == (
+        envelope["id"],
+        envelope["causationid"],
+        envelope["correlationid"],
+        3,
+    )
+    assert context.time == datetime(2026, 12, 1, 10, 0, 0, 500_000, tzinfo=UTC)
+    assert trace.context().attempt == 1
+    assert trace.context().id == context.id
+    assert trace_of_envelope({"id": "x"}, 1).headers is None  # an untraced sender
+
+
 def test_a_post_from_plain_code_on_a_loop_with_lanes_is_a_root() -> None:
     """On a thread where asyncio lanes run, a post from code that is no handler has no cause."""
     seen = Seen()
