@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-source scripts/_redis.sh
-source scripts/_nats.sh
+source scripts/_servers.sh
 
 ensure_venv .venv "${PYTHON:-python3}" dev
 ensure_redis_server
