@@ -198,6 +198,49 @@ def test_a_sticky_event_from_a_bridge_is_kept(harness: Harness, buses: Callable[
     assert contexts == [contexts[0]] * 2  # the kept event is replayed with the context it came with
 
 
+def test_subscribers_registering_while_a_bridge_keeps_sticky_events_see_each_state_once_and_in_order(
+    harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """SPEC 13's atomic replacement, for events that arrive through a bridge.
+
+    The bridge keeps each received event on its I/O thread and its handlers run on
+    the feeder thread, while this thread registers a new sticky subscriber after
+    every post: each subscriber gets each state at most once (replayed or live,
+    never both) and never an older one after a newer one, and ends at the last.
+    One partition, so that the events arrive in the order they were sent.
+    """
+    count = 100
+    worker = buses("sync")
+    bridge = worker.bridge(harness.engine(), events=[Setting], group="g", namespace=harness.namespace, partitions=1)
+    sender = buses("sync")
+    sender.bridge(harness.engine(), events=[Setting], namespace=harness.namespace, partitions=1)
+    lock = threading.Lock()
+    seen: dict[int, list[int]] = {}
+
+    class Recorder:
+        @subscribe(Setting, sticky=True, thread_safe=True)
+        def on(self, event: Setting) -> None:
+            with lock:
+                seen.setdefault(id(self), []).append(event.value)
+
+    recorders: list[Recorder] = []  # kept alive: their ids stay unique
+    for value in range(1, count + 1):
+        sender.post(Setting(value=value))
+        recorders.append(Recorder())
+        worker.register(recorders[-1])  # races with the bridge keeping and delivering earlier values
+    wait_until(lambda: bridge.stats().acked == count, what=f"{count} acks")
+    assert worker.join(10)
+    with lock:
+        histories = [seen.get(id(recorder), []) for recorder in recorders]
+    for history in histories:
+        assert history == sorted(set(history)), history  # each state once, never an older after a newer
+        assert history[-1] == count
+    assert len(histories[0]) > 1  # the first subscriber got live states after its first
+    kept = worker.sticky(Setting)
+    assert kept is not None
+    assert kept.value == count
+
+
 # -- routing rules, without an engine ------------------------------------------------------------------
 
 _SEGMENTS = st.sampled_from(["a", "b", "*"])
