@@ -17,6 +17,7 @@ configuration, the loop and its reconnection, sending, closing and stats.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import logging
@@ -48,6 +49,9 @@ _logger: Final = logging.getLogger("eventbus.bridge")
 _T = TypeVar("_T")
 _consumer_numbers = itertools.count(1)
 _SETUP_WAIT: Final = 10.0  # how long bridge() waits for the engine before going on in the background
+_EXIT_CLOSE_SECONDS: Final = 10.0
+"""At interpreter exit, how long the bridges still open have to store what they accepted and to
+acknowledge what their handlers finished (all of them together)."""
 
 
 @final
@@ -155,6 +159,7 @@ class Bridge(Receiving):
         self._closing = False  # no more posts
         self._closed = False
         self._killed = False
+        self._pid = os.getpid()  # the process whose threads and connections these are
         # Counters (written on the loop thread, or under _space for outbound).
         self._sent = self._received = self._acked = self._retried = self._dead = self._outages = self._skipped = 0
         # Inbound state, on the loop thread only.
@@ -195,6 +200,7 @@ class Bridge(Receiving):
     # -- starting ---------------------------------------------------------------------------
 
     def _start(self) -> None:
+        _watch_at_exit(self)
         self._thread.start()
         if self.receives:
             self._feeder.start()
@@ -285,7 +291,7 @@ class Bridge(Receiving):
         wake = False
         with self._space:
             if self._closing:
-                raise BusClosedError(f"{self!r} is closed and sends no more events")
+                raise self._refusal()
             if len(self._out) + self._sending >= self._max_outbound:  # a batch being sent still counts
                 on_loop = _on_a_running_loop()
                 deadline = None if timeout is None else time.monotonic() + timeout
@@ -299,7 +305,7 @@ class Bridge(Receiving):
                         )
                     self._space.wait(remaining)
                     if self._closing:
-                        raise BusClosedError(f"{self!r} is closed and sends no more events")
+                        raise self._refusal()
             self._out.append((partition, payload, delivery))
             if self._sender_idle:
                 self._sender_idle = False
@@ -321,7 +327,14 @@ class Bridge(Receiving):
                     batch = [self._out.popleft() for _ in range(n)]
                     self._sending = n
                     self._space.notify_all()
-                await self._engine_call(self._session.send, [(p, payload) for p, payload, _ in batch])
+                try:
+                    await self._engine_call(self._session.send, [(p, payload) for p, payload, _ in batch])
+                except BaseException:  # cancelled by close() during an outage: back in line, for _fail_unsent
+                    with self._space:
+                        self._out.extendleft(reversed(batch))
+                        self._sending = 0
+                        self._space.notify_all()
+                    raise
                 with self._space:
                     self._sent += n
                     self._sending = 0
@@ -431,6 +444,7 @@ class Bridge(Receiving):
             self._feeder.join(5.0)
         if threading.current_thread() is not self._thread:
             self._thread.join(5.0)
+        _open_bridges.discard(self)
         self._bus._unbridge(self)
 
     def _kill(self) -> None:
@@ -443,7 +457,28 @@ class Bridge(Receiving):
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
         self._feed.put(None)
+        _open_bridges.discard(self)
         self._bus._unbridge(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the loop, threads and connections are the parent's, so here the bridge is closed.
+
+        What the parent accepted stays the parent's to send. Nothing of the parent's
+        session is touched (closing its connections could disturb the parent's). A
+        post of a bridged class raises `BusClosedError`, which says to bridge again.
+        """
+        self._space = threading.Condition(threading.Lock())  # a parent thread may have held it
+        self._out = deque()
+        self._sending = 0
+        self._closing = self._closed = True
+
+    def _refusal(self) -> BusClosedError:
+        if self._pid != os.getpid():
+            return BusClosedError(
+                f"{self!r} belongs to process {self._pid}, which forked this one; its threads and connections "
+                "are not here: call bus.bridge(...) again in this process"
+            )
+        return BusClosedError(f"{self!r} is closed and sends no more events")
 
     def _call_soon(self, callback: Callable[[], object]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: the bridge is closed
@@ -519,6 +554,49 @@ class Bridge(Receiving):
             f"<Bridge {self._engine.describe()} {role} namespace={config.namespace!r} "
             f"partitions={config.partitions} {state}>"
         )
+
+
+_open_bridges: set[Bridge] = set()
+"""Bridges started and not closed yet, for `_close_at_exit` (their threads keep them alive anyway)."""
+_hooked: list[bool] = [False]
+
+
+def _watch_at_exit(bridge: Bridge) -> None:
+    """Close *bridge* at interpreter exit if it is still open then.
+
+    The hook is registered when the first bridge starts, after the thread pools'
+    exit drain (registered when eventbus is imported): ``atexit`` runs the last
+    registered first, so the bridges close while the strategies still run the
+    handlers of the events in flight.
+    """
+    _open_bridges.add(bridge)
+    if not _hooked[0]:
+        _hooked[0] = True
+        atexit.register(_close_at_exit)
+
+
+def _close_at_exit() -> None:
+    """Store what open bridges accepted and acknowledge what they handled, before the interpreter ends.
+
+    Without it, the events a program posted just before it ended without
+    ``shutdown()`` would die with the bridges' daemon threads. Bounded by
+    `_EXIT_CLOSE_SECONDS` in all: an unreachable engine delays exit, never hangs it
+    (the bridge logs how many events it could not store).
+    """
+    deadline = time.monotonic() + _EXIT_CLOSE_SECONDS
+    for bridge in list(_open_bridges):
+        bridge.close(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _forget_the_parents_bridges() -> None:
+    bridges = list(_open_bridges)
+    _open_bridges.clear()
+    for bridge in bridges:
+        bridge._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_the_parents_bridges)
 
 
 def _on_a_running_loop() -> bool:

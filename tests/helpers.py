@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,3 +100,39 @@ def raiser(exc: BaseException) -> Callable[[Any], None]:
         raise exc
 
     return raise_it
+
+
+def run_in_child(child: Callable[[], str], timeout: float = 20.0) -> str:
+    """Fork; run *child* there and return what it reported (or the reason it failed)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that fork() with threads running may deadlock the child;
+        # being safe in that child is exactly what these tests check.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report and leave without running the parent's cleanup
+        try:
+            message = child()
+        except BaseException as exc:
+            message = f"child raised {exc!r}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return "child hung"
+        chunks = []
+        while chunk := os.read(read_end, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(read_end)
+        deadline = time.monotonic() + timeout
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.01)

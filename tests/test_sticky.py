@@ -19,8 +19,8 @@ from eventbus import (
 )
 
 from .conftest import new_bus
-from .helpers import WAIT, wait_until
-from .test_hardening_sync import calm, in_thread, run_in_child, storm
+from .helpers import WAIT, run_in_child, wait_until
+from .test_hardening_sync import calm, in_thread, storm
 
 
 class Settings(Event, topic="sticky.settings", sticky=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from eventbus import Bridge, BusClosedError, Event, EventBus, Message, QueueFullError, SubscriptionError, subscribe
 
+from ..helpers import run_in_child
 from .conftest import Harness  # noqa: TC001 - a fixture type, used at run time by nothing else
 from .worker import Tick
 
@@ -279,6 +281,26 @@ def test_the_outbound_buffer_is_bounded_and_kept_through_an_outage(
         assert delivery.result(30) == []
     assert bridge.close(timeout=30)
     assert harness.stored() == 5
+
+
+def test_closing_during_an_outage_settles_every_published_delivery(
+    own_harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """close() with the engine down: what was not stored fails its deliveries, the batch being sent included."""
+    harness = own_harness
+    bus = buses("sync")
+    bridge = bus.bridge(harness.engine(), events=[Placed], namespace=harness.namespace, partitions=1)
+    harness.outage()
+    first = bus.publish(Placed(order_id=0))
+    wait_until(lambda: bridge.stats().outages == 1)  # the sender holds it, retrying
+    later = [bus.publish(Placed(order_id=i)) for i in range(1, 4)]
+    assert not bridge.close(timeout=0.2)
+    for delivery in [first, *later]:
+        assert delivery.wait(10)
+        with pytest.raises(BaseExceptionGroup) as caught:
+            delivery.result(0)
+        assert isinstance(caught.value.exceptions[0], BusClosedError)
+    assert bridge.stats().outbound == 0
 
 
 # -- receiving, retries, dead letters -------------------------------------------------------------
@@ -649,6 +671,79 @@ def test_sigkilled_consumer_process_loses_nothing(
         wait_until(lambda: harness.pending("g") == 0, what="no pending")
     finally:
         fleet.stop()
+
+
+def _exiting(harness: Harness, count: int) -> subprocess.Popen[str]:
+    """A process that bridges an event class, posts *count* once told to, and ends without shutdown() (exiting.py)."""
+    url = harness.url  # type: ignore[attr-defined]  # the harnesses of real servers have one
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("exiting.py")), url, harness.namespace, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_events_posted_just_before_exit_without_shutdown_are_stored(harness: Harness) -> None:
+    """A program that posts and ends without shutdown(): its bridges store everything as the interpreter exits."""
+    if not harness.processes:
+        pytest.skip("the in-memory engine ends with the process")
+    proc = _exiting(harness, 5000)
+    out, err = proc.communicate("go\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "posted"
+    assert harness.stored() == 5000
+
+
+def test_exit_with_the_engine_down_is_bounded_and_says_what_was_not_stored(own_harness: Harness) -> None:
+    """Exit never hangs on a bridge whose engine is gone: it waits a bounded time, then logs what it lost."""
+    if own_harness.name != "redis":
+        pytest.skip("the close at exit is the bridge's own: one engine shows it (the test takes 10 s)")
+    proc = _exiting(own_harness, 100)
+    own_harness.outage()
+    started = time.monotonic()
+    out, err = proc.communicate("go\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "posted"
+    assert time.monotonic() - started < 40  # the close at exit has 10 s; its engine session a little more
+    assert "closed with 100 events not stored" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_after_fork_the_child_bridges_again_and_the_parent_is_undisturbed(
+    harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """A forked child gets a clear error from the parent's bridge, bridges again, and never touches the parent's."""
+    bus = buses("sync")
+    bridge = bus.bridge(harness.engine(), events=[Placed], namespace=harness.namespace, partitions=1)
+    bus.post(Placed(order_id=0))
+    wait_until(lambda: bridge.stats().sent == 1, what="the parent's first event stored")
+
+    def child() -> str:
+        try:
+            bus.post(Placed(order_id=1))
+            refused = "accepted"
+        except BusClosedError as exc:
+            refused = "refused" if "call bus.bridge(...) again in this process" in str(exc) else str(exc)
+        started = time.monotonic()
+        closed = bus.shutdown(timeout=5)  # the parent's bridge takes no time here, and nothing was lost
+        quick = time.monotonic() - started < 2
+        again = EventBus(strategy="sync")
+        again.bridge(harness.engine(), events=[Placed], namespace=harness.namespace, partitions=1)
+        again.post(Placed(order_id=10))
+        again.post(Placed(order_id=11))
+        stored = again.shutdown(timeout=10)
+        return f"{refused} {closed} {quick} {stored}"
+
+    assert run_in_child(child) == "refused True True True"
+    bus.post(Placed(order_id=2))  # the parent's connections still work
+    wait_until(lambda: bridge.stats().sent == 2, what="the parent's second event stored")
+    if harness.processes:  # a real server holds the child's two events as well
+        wait_until(lambda: harness.stored() == 4, what="four events stored")
 
 
 # -- engine outages ----------------------------------------------------------------------------------
