@@ -25,6 +25,7 @@ from eventbus import Bridge, BusClosedError, Event, EventBus, Message, QueueFull
 
 from ..helpers import run_in_child
 from .conftest import Harness  # noqa: TC001 - a fixture type, used at run time by nothing else
+from .exiting import Sent
 from .worker import Tick
 
 CLAIM = 0.6  # claim_after of the fault scenarios, in seconds
@@ -673,11 +674,11 @@ def test_sigkilled_consumer_process_loses_nothing(
         fleet.stop()
 
 
-def _exiting(harness: Harness, count: int) -> subprocess.Popen[str]:
-    """A process that bridges an event class, posts *count* once told to, and ends without shutdown() (exiting.py)."""
+def _exiting(harness: Harness, count: int, mode: str = "send") -> subprocess.Popen[str]:
+    """A process that sends or receives *count* events and ends without shutdown() (exiting.py)."""
     url = harness.url  # type: ignore[attr-defined]  # the harnesses of real servers have one
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("exiting.py")), url, harness.namespace, str(count)],
+        [sys.executable, str(Path(__file__).with_name("exiting.py")), url, harness.namespace, str(count), mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -697,6 +698,23 @@ def test_events_posted_just_before_exit_without_shutdown_are_stored(harness: Har
     assert proc.returncode == 0, err
     assert out.strip() == "posted"
     assert harness.stored() == 5000
+
+
+def test_events_handled_just_before_exit_without_shutdown_are_acknowledged(
+    harness: Harness, buses: Callable[..., EventBus]
+) -> None:
+    """A consumer that ends as soon as its handler is done: its bridge acknowledges everything as it exits."""
+    if not harness.processes:
+        pytest.skip("the in-memory engine ends with the process")
+    proc = _exiting(harness, 2000, "receive")
+    prod, _ = producer(buses, harness, events=[Sent], partitions=2)
+    for n in range(2000):
+        prod.post(Sent(key=n % 16, n=n))
+    assert prod.shutdown(timeout=30)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "handled"
+    assert harness.pending("g") == 0  # no redelivery waits for claim_after
 
 
 def test_exit_with_the_engine_down_is_bounded_and_says_what_was_not_stored(own_harness: Harness) -> None:
