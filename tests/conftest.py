@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -54,6 +55,23 @@ def _reset_default_bus() -> Iterator[None]:
     """Leave no default bus behind: each test starts with none."""
     yield
     eventbus.reset_default_bus()
+
+
+@pytest.fixture(autouse=True)
+def _logging_lock_not_kept() -> Iterator[None]:
+    """Fail a test that leaves the `logging` module's lock held by this thread, and free it.
+
+    An interrupt storm that lands between ``logging._acquireLock()`` and its ``try``
+    keeps the lock for ever (CPython's logging before 3.13); the next thread that logs
+    would hang, far from the cause. The storms spare logging's frames
+    (`helpers.in_logging`); this makes sure of it.
+    """
+    yield
+    lock: Any = getattr(logging, "_lock", None)
+    if lock is not None and lock._is_owned():
+        while lock._is_owned():
+            lock.release()
+        pytest.fail("the test left the logging module's lock held (an interrupt landed inside logging)")
 
 
 @pytest.fixture(params=STRATEGIES)

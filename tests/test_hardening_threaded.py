@@ -28,7 +28,7 @@ from eventbus._strategies._pool_exit import drain_at_exit
 from eventbus._strategies._pool_queues import IDLE_WAKE_SECONDS
 from eventbus._strategies.threaded import _ThreadPoolDelivery
 
-from .helpers import WAIT, wait_until
+from .helpers import WAIT, in_logging, wait_until
 
 THREADED = ["ordered", "concurrent"]
 
@@ -142,7 +142,7 @@ def alarm() -> Iterator[Callable[[float], list[bool]]]:
 
     def start(interval: float) -> list[bool]:
         def on_alarm(signum: int, frame: FrameType | None) -> None:
-            if armed[0]:
+            if armed[0] and not in_logging(frame):
                 raise KeyboardInterrupt
 
         signal.signal(signal.SIGALRM, on_alarm)
