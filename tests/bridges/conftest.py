@@ -336,6 +336,33 @@ def own_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harn
 
 
 @pytest.fixture
+def redis(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[RedisHarness]:
+    """A Redis harness on the shared server."""
+    made = _make_harness("redis", request, own_server=False, tmp=tmp_path)
+    assert isinstance(made, RedisHarness)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def nats(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[NatsHarness]:
+    """A NATS harness on the shared server."""
+    made = _make_harness("nats", request, own_server=False, tmp=tmp_path)
+    assert isinstance(made, NatsHarness)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def own_nats(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[NatsHarness]:
+    """A NATS harness on a server of its own, which the test may kill and restart."""
+    made = _make_harness("nats", request, own_server=True, tmp=tmp_path)
+    assert isinstance(made, NatsHarness)
+    yield made
+    made.close()
+
+
+@pytest.fixture
 def buses() -> Iterator[Callable[..., EventBus]]:
     """A factory of buses that are all shut down (bridges first) after the test."""
     made: list[EventBus] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from eventbus import EventBus, Message, subscribe
 from eventbus._engine import BridgeConfig
 from eventbus._wire import encode
 
-from .conftest import NatsHarness, _make_harness
+from .conftest import NatsHarness  # noqa: TC001 - a fixture type, used at run time by nothing else
 from .servers import free_port
 from .test_contract import Collect, Keyed, Placed, wait_until
 
@@ -28,24 +28,6 @@ pytest.importorskip("nats")
 
 from eventbus.bridges import NatsJetStream
 from eventbus.bridges._nats import durable_names, stream_names
-
-
-@pytest.fixture
-def nats(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[NatsHarness]:
-    """A NATS harness on the shared server."""
-    made = _make_harness("nats", request, own_server=False, tmp=tmp_path)
-    assert isinstance(made, NatsHarness)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def own_nats(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[NatsHarness]:
-    """A NATS harness on a server of its own, which the test may kill and restart."""
-    made = _make_harness("nats", request, own_server=True, tmp=tmp_path)
-    assert isinstance(made, NatsHarness)
-    yield made
-    made.close()
 
 
 def _config(namespace: str, group: str | None = None, partitions: int = 4) -> BridgeConfig:

@@ -7,14 +7,14 @@ these tests check what happens to the groups of a process that never closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from eventbus import Bridge, EventBus
 
-from .conftest import RedisHarness, _make_harness
+from .conftest import RedisHarness  # noqa: TC001 - a fixture type, used at run time by nothing else
 from .test_contract import Collect, Placed, wait_until
 
 pytest.importorskip("redis")
@@ -25,15 +25,6 @@ from eventbus.bridges._redis import _RedisSession
 PARTITIONS = 2
 IDLE = 1.0
 """The broadcast_idle of these tests, in seconds: a killed process's groups outlive it this long."""
-
-
-@pytest.fixture
-def redis(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[RedisHarness]:
-    """A Redis harness on the shared server."""
-    made = _make_harness("redis", request, own_server=False, tmp=tmp_path)
-    assert isinstance(made, RedisHarness)
-    yield made
-    made.close()
 
 
 def _groups(redis: RedisHarness) -> list[set[str]]:
